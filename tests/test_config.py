@@ -1,0 +1,61 @@
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from lenet.config import Config, parse_config
+from lenet.errors import LenetError
+
+
+def test_defaults_are_valid_and_frozen():
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 1.0  # type: ignore[misc]
+    assert dataclasses.replace(config, epochs=2).epochs == 2
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("lr", 0.0, "--lr"), ("lr", -1.0, "--lr"), ("optimizer", "rmsprop", "--optimizer"),
+    ("batch_size", 0, "--batch-size"), ("epochs", 0, "--epochs"), ("schedule", "cosine", "--schedule"),
+    ("device", "tpu", "--device"), ("momentum", 1.5, "--momentum"), ("dataset", "cifar", "--dataset"),
+    ("patience", -1, "--patience"), ("run_name", "a/b", "--run-name"),
+])
+def test_invalid_values_name_the_flag(field, value, flag):
+    with pytest.raises(LenetError, match=flag):
+        Config(**{field: value})
+
+
+def test_cli_maps_dashed_flags_onto_the_config():
+    config = parse_config(["--epochs", "10", "--optimizer", "sgd", "--lr", "0.05", "--run-name", "sgd-baseline",
+                           "--channels-last"])
+    assert (config.epochs, config.optimizer, config.lr, config.run_name, config.channels_last) == \
+        (10, "sgd", 0.05, "sgd-baseline", True)
+    assert config.batch_size == Config().batch_size
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--optimizer", "rmsprop"], "--optimizer must be one of adam, sgd"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
+    (["--epochs", "ten"], "--epochs: invalid int value"),
+])
+def test_cli_rejects_bad_flags_with_one_clear_message(argv, message):
+    result = subprocess.run([sys.executable, "-m", "lenet.train", *argv], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_states_every_default():
+    result = subprocess.run([sys.executable, "-m", "lenet.train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for field in dataclasses.fields(Config):
+        assert "--" + field.name.replace("_", "-") in result.stdout
+    assert "(default: adam)" in result.stdout
+
+
+def test_config_round_trips_through_a_dict():
+    config = Config(lr=0.01, run_name="x")
+    assert Config.from_dict(config.to_dict()) == config

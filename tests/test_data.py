@@ -1,0 +1,76 @@
+from urllib.error import URLError
+
+import pytest
+import torch
+from torchvision import datasets
+
+from conftest import make_dataset
+from lenet.data import TensorBatches, load_splits, load_torchvision_dataset, resolve_data_dir, split_indices
+from lenet.errors import LenetError
+
+
+def test_reads_idx_files_through_torchvision(tiny_mnist):
+    train = load_torchvision_dataset("mnist", tiny_mnist, train=True)
+    assert train.data.shape == (1200, 28, 28) and train.data.dtype == torch.uint8
+    assert sorted(train.targets.unique().tolist()) == list(range(10))
+
+
+def test_split_is_disjoint_seeded_and_keeps_test_apart(tiny_mnist):
+    splits = load_splits("mnist", tiny_mnist, val_size=200, batch_size=32)
+    assert len(splits.train.labels) == 1000 and len(splits.val.labels) == 200 and len(splits.test.labels) == 300
+    train_index, val_index = split_indices(1200, 200)
+    assert set(train_index.tolist()).isdisjoint(val_index.tolist())
+    assert torch.equal(split_indices(1200, 200)[1], val_index)
+    assert splits.train.shuffle and not splits.val.shuffle and not splits.test.shuffle
+
+
+def test_normalization_comes_from_the_training_split(tiny_mnist):
+    splits = load_splits("mnist", tiny_mnist, val_size=200)
+    assert splits.train.images.shape == (1000, 1, 28, 28)
+    assert abs(splits.train.images.mean().item()) < 1e-4
+    assert abs(splits.train.images.std().item() - 1) < 1e-3
+
+
+def test_shuffle_order_depends_only_on_seed_and_epoch():
+    batches = TensorBatches(torch.arange(10.0).view(10, 1, 1, 1), torch.arange(10), batch_size=4, shuffle=True)
+    first = torch.cat([labels for _, labels in batches])
+    assert sorted(first.tolist()) == list(range(10))
+    assert torch.equal(first, torch.cat([labels for _, labels in batches]))
+    batches.epoch = 1
+    assert not torch.equal(first, torch.cat([labels for _, labels in batches]))
+    assert len(batches) == 3
+
+
+def test_fashion_mnist_uses_the_same_path(tmp_path):
+    make_dataset(tmp_path, folder="FashionMNIST")
+    splits = load_splits("fashion-mnist", tmp_path, val_size=100)
+    assert splits.classes[0] == "T-shirt/top" and len(splits.test.labels) == 300
+
+
+def test_missing_data_says_where_it_looked_and_what_to_do(tmp_path):
+    with pytest.raises(LenetError) as error:
+        load_torchvision_dataset("mnist", tmp_path / "nowhere", download=False)
+    message = str(error.value)
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte" in message and "LENET_DATA_DIR" in message
+
+
+def test_offline_download_failure_is_one_clear_error(tmp_path, monkeypatch):
+    def offline(self):
+        raise URLError("no network")
+    monkeypatch.setattr(datasets.MNIST, "download", offline)
+    with pytest.raises(LenetError, match="could not be downloaded"):
+        load_torchvision_dataset("mnist", tmp_path)
+
+
+def test_data_dir_flag_then_environment_then_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("LENET_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir("elsewhere").name == "elsewhere"
+    assert resolve_data_dir(None) == tmp_path
+    monkeypatch.delenv("LENET_DATA_DIR")
+    assert str(resolve_data_dir(None)) == "data"
+
+
+def test_val_size_too_large_is_a_clear_error(tiny_mnist):
+    with pytest.raises(LenetError, match="--val-size"):
+        load_splits("mnist", tiny_mnist, val_size=5000)
