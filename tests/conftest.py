@@ -64,3 +64,25 @@ def real_mnist_dir() -> Path | None:
     if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         return Path(root)
     return None
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_mnist, tmp_path_factory) -> Path:
+    """best.pt of a 2-epoch run on the tiny synthetic dataset (any machine, a few seconds)."""
+    from lenet.train import fit
+    runs = tmp_path_factory.mktemp("tiny-runs")
+    fit(Config(data_dir=str(tiny_mnist), val_size=200, batch_size=32, epochs=2, runs_dir=str(runs),
+               run_name="tiny", device="cpu"), verbose=False)
+    return runs / "tiny" / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def mnist_checkpoint(tmp_path_factory) -> Path:
+    """best.pt of a short real MNIST run (about 98% test accuracy); skips without $LENET_DATA_DIR MNIST."""
+    root = real_mnist_dir()
+    if root is None:
+        pytest.skip("LENET_DATA_DIR does not hold the official MNIST files")
+    from lenet.train import fit
+    runs = tmp_path_factory.mktemp("mnist-runs")
+    fit(Config(data_dir=str(root), epochs=3, runs_dir=str(runs), run_name="mnist", device="cpu"), verbose=False)
+    return runs / "mnist" / "checkpoints" / "best.pt"
