@@ -40,11 +40,14 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam, or SGD with (Nesterov-free) momentum, as the config says."""
+    """Adam, or SGD with momentum, as the config says."""
+    device_type = next(model.parameters()).device.type
+    # The fused kernels update all parameters in one call instead of a dozen small ops per tensor.
+    fused = True if device_type in ("cpu", "cuda") else None
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+                           weight_decay=config.weight_decay, fused=fused)
 
 
 def build_scheduler(config: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):

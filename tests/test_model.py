@@ -35,3 +35,12 @@ def test_overfits_one_batch():
         optimizer.step()
     assert loss.item() < 0.01 * first
     assert (model(images).argmax(1) == labels).all()
+
+
+def test_pooling_before_relu_equals_the_textbook_order():
+    torch.manual_seed(0)
+    model, x = LeNet5(), torch.randn(4, 1, 28, 28)
+    h = F.max_pool2d(F.relu(model.conv1(x)), 2)
+    h = F.max_pool2d(F.relu(model.conv2(h)), 2)
+    textbook = model.fc3(F.relu(model.fc2(F.relu(model.fc1(torch.flatten(h, 1))))))
+    assert torch.allclose(model(x), textbook, atol=1e-6)
