@@ -23,7 +23,8 @@ from tqdm import tqdm
 from lenet.callbacks import Callback, CheckpointSaver, EarlyStopping, RunState, TensorBoardLogger
 from lenet.checkpoint import load_checkpoint
 from lenet.config import Config, build_parser, config_from_args
-from lenet.data import TensorBatches, load_splits
+from lenet.data import Splits, TensorBatches, load_splits
+from lenet.lr_finder import RangeTest, lr_range_test
 from lenet.errors import LenetError
 from lenet.model import LeNet5
 
@@ -113,6 +114,25 @@ def write_json(path: Path, data: Any) -> None:
     temp.replace(path)
 
 
+def prepare(config: Config) -> tuple[torch.device, Splits, LeNet5, torch.optim.Optimizer]:
+    """Seed, pick the device, load the data onto it, and build the model and optimizer."""
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    splits = load_splits(config.dataset, config.data_dir, config.val_size, config.batch_size, seed=config.seed,
+                         max_shift=config.max_shift)
+    for name in ("train", "val", "test"):
+        setattr(splits, name, getattr(splits, name).to(device, memory_format))
+    model = LeNet5(num_classes=len(splits.classes)).to(device, memory_format=memory_format)
+    return device, splits, model, build_optimizer(config, model)
+
+
+def find_lr(config: Config, steps: int = 300) -> RangeTest:
+    """Smith's range test for this config's optimizer and batch size, on a fresh model."""
+    _, splits, model, optimizer = prepare(config)
+    return lr_range_test(model, optimizer, splits.train, steps=steps)
+
+
 def fit(config: Config, resume: str | Path | None = None, callbacks: Sequence[Callback] = (),
         verbose: bool = True) -> dict[str, Any]:
     """Train as `config` says (or continue the run folder `resume`); returns the contents of metrics.json."""
@@ -123,15 +143,7 @@ def fit(config: Config, resume: str | Path | None = None, callbacks: Sequence[Ca
     else:
         run_dir = prepare_run_dir(config)
         write_json(run_dir / "config.json", config.to_dict())
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    splits = load_splits(config.dataset, config.data_dir, config.val_size, config.batch_size, seed=config.seed,
-                         max_shift=config.max_shift)
-    for name in ("train", "val", "test"):
-        setattr(splits, name, getattr(splits, name).to(device, memory_format))
-    model = LeNet5(num_classes=len(splits.classes)).to(device, memory_format=memory_format)
-    optimizer = build_optimizer(config, model)
+    device, splits, model, optimizer = prepare(config)
     scheduler = build_scheduler(config, optimizer, len(splits.train))
     state = RunState(config, model, optimizer, scheduler, splits, run_dir, device)
     stopper = EarlyStopping(config.patience)
@@ -202,9 +214,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser("lenet-train", description="Train LeNet-5 on MNIST.")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue runs/<run> from its last.pt with its own config (default: off)")
+    parser.add_argument("--find-lr", action="store_true",
+                        help="run the learning-rate range test for this config instead of training (default: off)")
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
     try:
+        if args.find_lr:
+            result = find_lr(config)
+            print(f"{config.optimizer}, batch {config.batch_size}: loss lowest at lr "
+                  f"{result.suggested_lr * 10:.2g}{' before diverging' if result.diverged else ''}; "
+                  f"suggested maximum lr {result.suggested_lr:.2g} (for --schedule onecycle --lr)")
+            return 0
         fit(config, resume=args.resume)
     except LenetError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,223 @@
+"""Inference: load a trained checkpoint, predict the digit in users' images, and the `lenet-predict` CLI.
+
+The model answers with a probability for each class; when even the top one is below UNSURE_BELOW,
+the prediction is None ("unsure") rather than a confident-looking wrong digit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lenet.checkpoint import load_checkpoint, model_from_checkpoint
+from lenet.errors import LenetError
+from lenet.model import LeNet5
+from lenet.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
+
+UNSURE_BELOW = 0.5  # a top probability under this is reported as "unsure", not as a digit
+BATCH_SIZE = 1024  # images per forward pass in `classify`; bounds memory for large folders
+SMALL_BATCH = 16  # up to this many images, one CPU thread is faster than several (see `one_thread`)
+
+
+@dataclass
+class Predictor:
+    """A trained model ready for inference, with the constants its inputs must be prepared with."""
+
+    model: LeNet5  # in eval mode, on `device`
+    mean: float  # training-set pixel mean (pixels in [0, 1])
+    std: float  # training-set pixel std
+    classes: list[str]
+    device: torch.device
+    checkpoint_path: Path
+
+
+@dataclass
+class Prediction:
+    """The model's answer for one image."""
+
+    prediction: int | None  # the class index, or None when unsure
+    probability: float  # the top class's probability
+    probabilities: list[float]  # one per class, summing to 1
+    image: np.ndarray = field(repr=False)  # (28, 28) float32 in [0, 1]: what the model saw
+    unsure: bool  # probability < UNSURE_BELOW
+
+    def top(self, k: int = 3) -> list[tuple[int, float]]:
+        """The k most likely (class index, probability) pairs, most likely first."""
+        order = sorted(range(len(self.probabilities)), key=self.probabilities.__getitem__, reverse=True)
+        return [(index, self.probabilities[index]) for index in order[:k]]
+
+
+def find_latest_checkpoint(runs_dir: str | os.PathLike = "runs") -> Path:
+    """best.pt of the run under `runs_dir` whose newest checkpoint was written last."""
+    runs_dir = Path(runs_dir)
+    candidates = []
+    if runs_dir.is_dir():
+        for best in runs_dir.glob("*/checkpoints/best.pt"):
+            written = max(path.stat().st_mtime for path in best.parent.glob("*.pt"))
+            candidates.append((written, best))
+    if not candidates:
+        raise LenetError(f"no trained model in {runs_dir.as_posix().rstrip('/')}/: run `make train` first "
+                         "or pass --checkpoint.")
+    return max(candidates)[1]
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+               runs_dir: str | os.PathLike = "runs") -> Predictor:
+    """Load a checkpoint (default: the latest run's best.pt) safely, ready for `predict`."""
+    path = Path(path) if path is not None else find_latest_checkpoint(runs_dir)
+    try:
+        device = torch.device(device)
+        checkpoint = load_checkpoint(path, map_location=device)
+        model = model_from_checkpoint(checkpoint).to(device)
+    except (RuntimeError, AssertionError) as error:  # an unknown or absent device
+        raise LenetError(f"device {device} cannot be used ({str(error).splitlines()[0]}): use cpu.") from None
+    normalization = checkpoint["normalization"]
+    classes = list(checkpoint.get("classes") or [str(digit) for digit in range(10)])
+    return Predictor(model=model, mean=float(normalization["mean"]), std=float(normalization["std"]),
+                     classes=classes, device=device, checkpoint_path=path)
+
+
+@contextlib.contextmanager
+def one_thread(enabled: bool = True) -> Iterator[None]:
+    """Run the block on one CPU thread, then restore torch's setting.
+
+    A few 28x28 images are too little work to share: waking the other threads costs more than they
+    save, and on a busy machine waiting for a descheduled thread adds tens of milliseconds.
+    """
+    threads = torch.get_num_threads()
+    if not enabled or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def classify(model: Predictor, inputs: Sequence[Preprocessed]) -> list[Prediction]:
+    """Predictions for already preprocessed images, batched under inference mode."""
+    predictions = []
+    for start in range(0, len(inputs), BATCH_SIZE):
+        chunk = inputs[start:start + BATCH_SIZE]
+        batch = chunk[0].tensor if len(chunk) == 1 else torch.cat([item.tensor for item in chunk])
+        with torch.inference_mode(), one_thread(len(chunk) <= SMALL_BATCH and model.device.type == "cpu"):
+            probabilities = torch.softmax(model.model(batch.to(model.device)), dim=1).cpu()  # (B, classes)
+        for item, row in zip(chunk, probabilities.tolist()):
+            top = max(range(len(row)), key=row.__getitem__)
+            unsure = row[top] < UNSURE_BELOW
+            predictions.append(Prediction(prediction=None if unsure else top, probability=row[top],
+                                          probabilities=row, image=item.image, unsure=unsure))
+    return predictions
+
+
+SINGLE_IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, torch.Tensor)
+
+
+def predict(model: Predictor, images: Sequence[ImageLike] | ImageLike) -> list[Prediction]:
+    """One Prediction per image (path, bytes, PIL image or array); PreprocessError on a bad image."""
+    if isinstance(images, SINGLE_IMAGE_TYPES):
+        images = [images]  # one image; an array is always one image, never a batch
+    return classify(model, [preprocess(image, model.mean, model.std) for image in images])
+
+
+def expand_inputs(arguments: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(file, None) for each file argument and each image inside a folder; (folder, error) for an empty one."""
+    inputs = []
+    for argument in arguments:
+        path = Path(argument)
+        if not path.is_dir():
+            inputs.append((argument, None))
+            continue
+        images = sorted(child for child in path.iterdir()
+                        if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS
+                        and not child.name.startswith("."))
+        if images:
+            inputs.extend((str(image), None) for image in images)
+        else:
+            inputs.append((argument, f"{argument} holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
+                                     "pass a folder of images or the image files themselves."))
+    return inputs
+
+
+def describe_prediction(prediction: Prediction, classes: Sequence[str]) -> str:
+    """One line: the digit and its probability (or "unsure"), then the top 3."""
+    ranked = prediction.top(3)
+    top = ", ".join(f"{classes[index]} {probability:.1%}" for index, probability in ranked)
+    best, probability = ranked[0]
+    if prediction.unsure:
+        return f"unsure (best guess {classes[best]} at {probability:.1%})  top 3: {top}"
+    return f"{classes[best]} ({probability:.1%})  top 3: {top}"
+
+
+def as_json(file: str, outcome: Prediction | str) -> dict:
+    """The --json object for one input: its prediction, or its error sentence."""
+    if isinstance(outcome, str):
+        return {"file": file, "prediction": None, "probability": None, "probabilities": None, "error": outcome}
+    return {"file": file, "prediction": outcome.prediction, "probability": round(outcome.probability, 6),
+            "probabilities": [round(p, 6) for p in outcome.probabilities], "error": None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `lenet-predict` command line; every help text states its default."""
+    parser = argparse.ArgumentParser(
+        prog="lenet-predict",
+        description="Predict the digit in each image with a trained LeNet-5. Images may be dark ink on light "
+                    "paper or light on dark, any size; they are prepared as MNIST was.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help=f"image files ({', '.join(IMAGE_EXTENSIONS)}) or folders of them, read in sorted "
+                             "order (required)")
+    parser.add_argument("--checkpoint", metavar="PATH", default=None,
+                        help="the checkpoint to use (default: best.pt of the most recent run in --runs-dir)")
+    parser.add_argument("--runs-dir", metavar="DIR", default="runs",
+                        help="where to look for the most recent run when --checkpoint is not given (default: runs)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON array with an object per input instead of lines of text (default: off)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `lenet-predict` / `python -m lenet.predict`: 0 if every input was predicted, else 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        model = load_model(args.checkpoint, runs_dir=args.runs_dir)
+    except LenetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    files = expand_inputs(args.images)
+    outcomes: dict[int, Prediction | str] = {}  # by position in `files`: a prediction or an error sentence
+    ready: list[tuple[int, Preprocessed]] = []
+    for index, (file, error) in enumerate(files):
+        if error is not None:
+            outcomes[index] = error
+            continue
+        try:
+            ready.append((index, preprocess(file, model.mean, model.std)))
+        except PreprocessError as failure:
+            outcomes[index] = str(failure)
+    # Every image that could be read goes through the model in one batch.
+    for (index, _), prediction in zip(ready, classify(model, [item for _, item in ready])):
+        outcomes[index] = prediction
+    if args.json:
+        print(json.dumps([as_json(file, outcomes[index]) for index, (file, _) in enumerate(files)], indent=2))
+    else:
+        for index, (file, _) in enumerate(files):
+            outcome = outcomes[index]
+            if isinstance(outcome, str):
+                print(f"error: {outcome}", file=sys.stderr, flush=True)
+            else:
+                print(f"{file}: {describe_prediction(outcome, model.classes)}", flush=True)
+    return 2 if any(isinstance(outcome, str) for outcome in outcomes.values()) else 0
+
+if __name__ == "__main__":
+    sys.exit(main())
