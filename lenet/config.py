@@ -80,8 +80,11 @@ class Config:
 
 
 # Named sets of overrides; `--preset fast` applies one before the flags the user typed.
+# "fast" reaches 99.0% test accuracy in 5 epochs (3 of 3 seeds; benchmarks/RESULTS.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
+    "fast": {"batch_size": 128, "lr": 4e-3, "epochs": 5, "max_shift": 1, "schedule": "onecycle",
+             "channels_last": True},
 }
 
 

@@ -59,3 +59,14 @@ def test_help_states_every_default():
 def test_config_round_trips_through_a_dict():
     config = Config(lr=0.01, run_name="x")
     assert Config.from_dict(config.to_dict()) == config
+
+
+def test_preset_applies_before_the_flags_typed():
+    config = parse_config(["--preset", "fast", "--epochs", "7"])
+    assert config.channels_last and config.epochs == 7 and config.batch_size == 128
+
+
+def test_unknown_preset_is_refused():
+    result = subprocess.run([sys.executable, "-m", "lenet.train", "--preset", "turbo"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "invalid choice: 'turbo'" in result.stderr
