@@ -1,0 +1,192 @@
+"""In a real browser: JupyterLab runs notebook 05, the mouse draws digits on the pad, the pad reads them.
+
+Needs Playwright for Python and a Chromium on PATH (Debian: `apt-get install chromium`); Playwright's own
+browser download is not used. Skips without them or without the real MNIST files. Leaves a screenshot in
+artifacts/digit_pad.png (git-ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import real_mnist_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = "05_draw_and_predict.ipynb"
+SCREENSHOT = ROOT / "artifacts" / "digit_pad.png"
+CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (path := shutil.which(name))), None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
+                                     "pip install -e '.[dev]'")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium")
+
+
+def free_port() -> int:
+    """A TCP port nobody is listening on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_server(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    """Poll `url` until it answers 200; fail early if the server process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"jupyter lab did not answer {url} within {timeout:.0f} s")
+
+
+@pytest.fixture
+def lab_root(tmp_path, mnist_checkpoint) -> Path:
+    """A throwaway copy of notebooks/05 with a trained run in ../runs, where the notebook looks."""
+    root = tmp_path / "lab"
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / "notebooks" / NOTEBOOK)
+    shutil.copytree(mnist_checkpoint.parents[1], root / "runs" / mnist_checkpoint.parents[1].name)
+    return root
+
+
+@contextlib.contextmanager
+def serve_jupyter_lab(root: Path, home: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """JupyterLab serving `root` on 127.0.0.1 with a token and settings kept under `home`; yields (url, token)."""
+    port, token = free_port(), os.urandom(16).hex()
+    # Render every cell eagerly, so the widget is in the DOM wherever it sits; no news toasts, no fetching.
+    settings = {"notebook-extension/tracker": {"windowingMode": "none"},
+                "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}
+    for name, values in settings.items():
+        path = home / "settings" / "@jupyterlab" / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    env = {**os.environ, **env, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython")}
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+               "--ServerApp.terminals_enabled=False", f"--LabApp.user_settings_dir={home / 'settings'}",
+               f"--LabApp.workspaces_dir={home / 'workspaces'}", "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI images often run as root
+    with (home / "jupyter.log").open("w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_server(f"{url}/api/status?token={token}", server)
+            yield url, token
+        finally:
+            server.terminate()  # jupyter shuts its kernels down on SIGTERM
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@contextlib.contextmanager
+def open_chromium(profile: Path):
+    """A page in headless Chromium with a fresh profile at `profile`, closed afterwards whatever happens."""
+    with playwright_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000})
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def jupyter_lab(lab_root, tmp_path):
+    """(url, token) of JupyterLab serving lab_root, with LENET_DATA_DIR passed through."""
+    with serve_jupyter_lab(lab_root, tmp_path / "jupyter-home", {"LENET_DATA_DIR": str(real_mnist_dir())}) as lab:
+        yield lab
+
+
+@pytest.fixture
+def page(tmp_path):
+    with open_chromium(tmp_path / "chromium-profile") as page:
+        yield page
+
+
+def wait_for_idle_kernel(base: str, token: str, timeout: float = 60) -> None:
+    """Poll the server until a notebook session has a started kernel that is idle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5) as response:
+            sessions = json.load(response)
+        if any((session.get("kernel") or {}).get("execution_state") == "idle" for session in sessions):
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"no idle kernel within {timeout:.0f} s")
+
+
+def run_all_cells(page, base: str, token: str, notebook: str) -> None:
+    """Open `notebook`, wait for its kernel, and run every cell from the Run menu, as a user would."""
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+    wait_for_idle_kernel(base, token)
+    # The server's kernel is idle; wait for the page to be connected to it too.
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(state="attached", timeout=30_000)
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
+
+
+def draw(page, canvas, strokes: list[list[tuple[float, float]]]) -> None:
+    """Drag the mouse along each stroke; points are fractions of the canvas size."""
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        (x, y), *rest = stroke
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
+        page.mouse.up()
+
+
+SEVEN = [[(0.25, 0.18), (0.75, 0.18), (0.42, 0.88)]]
+FOUR = [[(0.3, 0.15), (0.25, 0.6), (0.75, 0.6)], [(0.62, 0.3), (0.62, 0.9)]]  # two strokes
+
+
+def test_digits_drawn_with_the_mouse_in_jupyterlab_are_read_and_clear_resets(jupyter_lab, page):
+    base, token = jupyter_lab
+    expect = playwright_api.expect
+    run_all_cells(page, base, token, f"notebooks/{NOTEBOOK}")
+
+    pad = page.get_by_test_id("digit-pad")
+    pad.wait_for(timeout=90_000)
+    message, digit = pad.get_by_test_id("message"), pad.get_by_test_id("digit")
+    expect(message).to_have_text("draw a digit")
+
+    draw(page, pad.get_by_test_id("canvas"), SEVEN)
+    expect(message).to_contain_text("it's a 7", timeout=15_000)
+    expect(digit).to_have_text("7")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    pad.screenshot(path=str(SCREENSHOT))
+
+    pad.get_by_test_id("clear").click()
+    expect(message).to_have_text("draw a digit", timeout=15_000)
+    expect(digit).to_have_text("")
+
+    draw(page, pad.get_by_test_id("canvas"), FOUR)  # on the wiped canvas: nothing of the 7 is left
+    expect(message).to_contain_text("it's a 4", timeout=15_000)
