@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except pickle.UnpicklingError:
         raise LenetError(f"refused to load {path}: it is not a plain lenet checkpoint (it may carry code, "
                          "which is never run); use a checkpoint written by lenet-train.") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile):
+    except Exception:  # torch.load raises many kinds (RuntimeError, EOFError, KeyError...) on junk
         raise LenetError(f"{path} is corrupt or not a checkpoint: use another one, or retrain.") from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise LenetError(f"{path} is not a lenet checkpoint (it lacks the model, config or normalization).")

@@ -1,5 +1,4 @@
 import os
-import pickle
 
 import pytest
 import torch
@@ -55,10 +54,13 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path)
 
 
-def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("content", [b"truncated", b"junk\n", b"this is not a checkpoint", b"\x80\x02}q\x00."])
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, content):
     path = tmp_path / "corrupt.pt"
-    path.write_bytes(save_checkpoint(make_checkpoint(), tmp_path / "ok.pt").read_bytes()[:1000])
-    with pytest.raises(LenetError, match="corrupt"):
+    if content == b"truncated":
+        content = save_checkpoint(make_checkpoint(), tmp_path / "ok.pt").read_bytes()[:1000]
+    path.write_bytes(content)
+    with pytest.raises(LenetError, match="corrupt|not a lenet checkpoint|refused"):
         load_checkpoint(path)
 
 
