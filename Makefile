@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install train test test-package test-notebooks lab benchmark benchmark-smoke clean
+.PHONY: install train test test-package test-notebooks lab serve benchmark benchmark-smoke clean
 
 install: $(VENV)/.installed
 
@@ -37,3 +37,6 @@ benchmark-smoke: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+serve: install  ## the prediction server with its drawing page on http://127.0.0.1:8000/
+	$(VENV)/bin/lenet-serve $(ARGS)
