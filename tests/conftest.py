@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 import torch
 
 from lenet.config import Config
+
+# Debian's chromium for the browser tests (Playwright cannot download its own browser here).
+CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (path := shutil.which(name))), None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
 def write_idx(path: Path, tensor: torch.Tensor) -> None:

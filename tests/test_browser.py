@@ -21,15 +21,11 @@ from typing import Iterator
 
 import pytest
 
-from conftest import real_mnist_dir
+from conftest import CHROMIUM, CHROMIUM_ARGS, real_mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "05_draw_and_predict.ipynb"
 SCREENSHOT = ROOT / "artifacts" / "digit_pad.png"
-CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (path := shutil.which(name))), None)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
                                      "pip install -e '.[dev]'")
