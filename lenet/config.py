@@ -80,10 +80,12 @@ class Config:
 
 
 # Named sets of overrides; `--preset fast` applies one before the flags the user typed.
-# "fast" reaches 99.0% test accuracy in 5 epochs (3 of 3 seeds; benchmarks/RESULTS.md).
+# "fast": the shortest schedule found whose final epoch is >= 99.0% test accuracy for each of
+# seeds 0, 1, 2 (benchmarks/RESULTS.md). Batch 256 runs faster per image than 128 on a CPU; the
+# 1-pixel shifts cost little and add about 0.2 points at this length.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "fast": {"batch_size": 128, "lr": 4e-3, "epochs": 5, "max_shift": 1, "schedule": "onecycle",
+    "fast": {"batch_size": 256, "lr": 1e-2, "epochs": 4, "max_shift": 1, "schedule": "onecycle",
              "channels_last": True},
 }
 

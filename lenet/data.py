@@ -100,13 +100,12 @@ class TensorBatches:
 def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Translate each image of a (B, 1, H, W) batch by its own random offset of up to max_shift pixels."""
     batch, _, height, width = images.shape
-    background = images.amin()  # the normalized value of a black pixel
-    padded = F.pad(images, (max_shift,) * 4, value=background.item())
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, batch, 1), generator=generator).to(images.device)
-    rows = (dy + torch.arange(height, device=images.device))[:, :, None]  # (B, H, 1)
-    cols = (dx + torch.arange(width, device=images.device))[:, None, :]  # (B, 1, W)
-    shifted = padded[torch.arange(batch, device=images.device)[:, None, None], 0, rows, cols]  # (B, H, W)
-    return shifted.unsqueeze(1)
+    background = images.amin().item()  # the normalized value of a black pixel
+    padded = F.pad(images.reshape(batch, height, width), (max_shift,) * 4, value=background)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, batch), generator=generator).to(images.device)
+    # Every HxW window of the padded image, as a view: (B, 2*max_shift+1, 2*max_shift+1, H, W).
+    windows = padded.unfold(1, height, 1).unfold(2, width, 1)
+    return windows[torch.arange(batch, device=images.device), dy, dx].unsqueeze(1)
 
 
 @dataclass

@@ -63,7 +63,7 @@ def test_config_round_trips_through_a_dict():
 
 def test_preset_applies_before_the_flags_typed():
     config = parse_config(["--preset", "fast", "--epochs", "7"])
-    assert config.channels_last and config.epochs == 7 and config.batch_size == 128
+    assert config.channels_last and config.epochs == 7 and config.batch_size == 256
 
 
 def test_unknown_preset_is_refused():
