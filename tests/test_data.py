@@ -5,7 +5,8 @@ import torch
 from torchvision import datasets
 
 from conftest import make_dataset
-from lenet.data import TensorBatches, load_splits, load_torchvision_dataset, resolve_data_dir, split_indices
+from lenet.data import (TensorBatches, load_splits, load_torchvision_dataset, random_shift, resolve_data_dir,
+                        split_indices)
 from lenet.errors import LenetError
 
 
@@ -74,3 +75,21 @@ def test_data_dir_flag_then_environment_then_default(monkeypatch, tmp_path):
 def test_val_size_too_large_is_a_clear_error(tiny_mnist):
     with pytest.raises(LenetError, match="--val-size"):
         load_splits("mnist", tiny_mnist, val_size=5000)
+
+
+@pytest.mark.parametrize("max_shift", [1, 2])
+def test_random_shift_moves_each_image_by_its_own_offset_filling_with_black(max_shift):
+    torch.manual_seed(0)
+    images = torch.rand(300, 1, 28, 28) + 1.0  # every pixel brighter than the black (-1.0) below
+    images[:, :, 0, 0] = -1.0  # the batch's black level, which the shift pads with
+    shifted = random_shift(images, max_shift, torch.Generator().manual_seed(3))
+    assert shifted.shape == images.shape
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4, value=-1.0)
+    offsets = set()
+    for image, result in zip(padded, shifted):
+        matches = [(dy, dx) for dy in range(2 * max_shift + 1) for dx in range(2 * max_shift + 1)
+                   if torch.equal(image[:, dy:dy + 28, dx:dx + 28], result)]
+        assert len(matches) == 1  # exactly one window of the padded image, i.e. a pure translation
+        offsets.add(matches[0])
+    assert len(offsets) == (2 * max_shift + 1) ** 2  # every offset occurs across 300 images
+    assert torch.equal(shifted, random_shift(images, max_shift, torch.Generator().manual_seed(3)))
