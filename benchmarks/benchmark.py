@@ -109,8 +109,9 @@ def run_tutorial(epochs: int, seed: int, smoke: bool) -> dict:
             "eval_images_per_second": 10_000 / eval_seconds, "predict_p50_ms": p50, "predict_p95_ms": p95}
 
 
-def run_lenet(preset: str, epochs: int | None, seed: int, smoke: bool, runs_dir: str) -> dict:
-    """lenet's training path: `fit` with a preset; test accuracy is measured after every epoch."""
+def run_lenet(preset: str, epochs: int | None, seed: int, smoke: bool, runs_dir: str,
+              overrides: dict | None = None) -> dict:
+    """lenet's training path: `fit` with a preset (and overrides); test accuracy is measured after every epoch."""
     import dataclasses
 
     from lenet.callbacks import Callback
@@ -127,11 +128,11 @@ def run_lenet(preset: str, epochs: int | None, seed: int, smoke: bool, runs_dir:
             self.test = state.splits.test
             self.model = state.model
 
-    overrides = dict(PRESETS[preset], seed=seed, run_name=f"benchmark-{preset}-{seed}", runs_dir=runs_dir,
-                     overwrite=True, device="cpu")
+    values = dict(PRESETS[preset], **(overrides or {}))
+    values.update(seed=seed, run_name=f"benchmark-{preset}-{seed}", runs_dir=runs_dir, overwrite=True, device="cpu")
     if epochs:
-        overrides["epochs"] = epochs
-    config = Config(**overrides)
+        values["epochs"] = epochs
+    config = Config(**values)
     if smoke:
         config = dataclasses.replace(config, epochs=1, val_size=50_000)  # 10k training images, one epoch
     recorder = TestAccuracyEachEpoch()
@@ -170,10 +171,27 @@ def child(args: argparse.Namespace) -> None:
     if args.pipeline == "tutorial":
         run = run_tutorial(args.tutorial_epochs, args.seed, args.smoke)
     else:
-        run = run_lenet(args.pipeline, args.epochs, args.seed, args.smoke, args.runs_dir)
+        run = run_lenet(args.pipeline, args.epochs, args.seed, args.smoke, args.runs_dir, json.loads(args.overrides))
     run.update(summarize(run))
     run["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(run))
+
+
+def run_in_subprocess(pipeline: str, seed: int, runs_dir: str, smoke: bool = False, epochs: int | None = None,
+                      tutorial_epochs: int = 6, overrides: dict | None = None) -> dict:
+    """Run one pipeline ("tutorial" or a preset name) for one seed in a fresh process; its figures as a dict."""
+    command = [sys.executable, __file__, "--pipeline", pipeline, "--seed", str(seed), "--runs-dir", runs_dir,
+               "--tutorial-epochs", str(tutorial_epochs), "--overrides", json.dumps(overrides or {})]
+    command += ["--smoke"] if smoke else []
+    command += ["--epochs", str(epochs)] if epochs else []
+    print(f"running {pipeline}{' ' + json.dumps(overrides) if overrides else ''}, seed {seed} ...",
+          file=sys.stderr, flush=True)
+    output = subprocess.run(command, capture_output=True, text=True)
+    line = next((l for l in output.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if output.returncode != 0 or line is None:
+        last = (output.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"error: the {pipeline} pipeline failed: {last}")
+    return json.loads(line[len("RESULT "):])
 
 
 def machine() -> str:
@@ -235,6 +253,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="runs", help="where the lenet runs are written (default: runs)")
     parser.add_argument("--pipeline", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pipeline:
         return child(args)
@@ -245,17 +264,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in pipelines}
     for seed in range(seeds):
         for name in pipelines:
-            command = [sys.executable, __file__, "--pipeline", name, "--seed", str(seed), "--runs-dir", args.runs_dir,
-                       "--tutorial-epochs", str(1 if args.smoke else args.tutorial_epochs)]
-            command += ["--smoke"] if args.smoke else []
-            command += ["--epochs", str(args.epochs)] if args.epochs else []
-            print(f"running {name}, seed {seed} ...", file=sys.stderr, flush=True)
-            output = subprocess.run(command, capture_output=True, text=True)
-            line = next((l for l in output.stdout.splitlines() if l.startswith("RESULT ")), None)
-            if output.returncode != 0 or line is None:
-                last = (output.stderr.strip().splitlines() or ["no output"])[-1]
-                sys.exit(f"error: the {name} pipeline failed: {last}")
-            results[name].append(json.loads(line[len("RESULT "):]))
+            results[name].append(run_in_subprocess(name, seed, args.runs_dir, smoke=args.smoke, epochs=args.epochs,
+                                                   tutorial_epochs=1 if args.smoke else args.tutorial_epochs))
     label = {"tutorial": "tutorial pipeline"}
     print(f"Machine: {machine()}\n")
     print(table({label.get(name, f"lenet --preset {name}"): runs for name, runs in results.items()}, seeds))
