@@ -29,7 +29,10 @@ def parse_recipe(text: str) -> dict:
         if key not in types or not value:
             sys.exit(f"error: {item!r} is not FIELD=VALUE with a Config field (e.g. batch_size=256).")
         kind = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(str(types[key]), str)
-        recipe[key] = kind(value)
+        try:
+            recipe[key] = kind(value)
+        except ValueError:
+            sys.exit(f"error: {item!r}: {key} must be {'an integer' if str(types[key]) == 'int' else 'a number'}.")
     return recipe
 
 

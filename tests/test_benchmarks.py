@@ -1,0 +1,33 @@
+"""The benchmark scripts' own inputs: recipes are typed Config overrides; a bad one is one clear line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from recipes import parse_recipe  # noqa: E402
+
+
+def test_recipe_overrides_are_typed_like_the_config_fields():
+    assert parse_recipe("batch_size=256 lr=0.01 max_shift=1 channels_last=false optimizer=sgd") == {
+        "batch_size": 256, "lr": 0.01, "max_shift": 1, "channels_last": False, "optimizer": "sgd"}
+    assert parse_recipe("") == {}
+
+
+@pytest.mark.parametrize("recipe", ["batchsize=256", "lr=", "lr"])
+def test_a_bad_recipe_is_one_line_naming_it(recipe):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "recipes.py"), recipe], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"error: {recipe!r} is not FIELD=VALUE with a Config field "
+                                                  "(e.g. batch_size=256)."]
+
+
+def test_a_badly_typed_value_is_one_line():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "recipes.py"), "epochs=four"], capture_output=True,
+                            text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["error: 'epochs=four': epochs must be an integer."]
