@@ -12,38 +12,33 @@ mean training seconds per epoch. A recipe is only useful if every seed gets ther
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
+from pathlib import Path
 
-from benchmark import TARGET, run_in_subprocess
-from lenet.config import Config
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling benchmark.py
+from benchmark import TARGET, run_in_subprocess  # noqa: E402
+from lenet.cli import run_command  # noqa: E402
+from lenet.config import parse_override  # noqa: E402
 
 
 def parse_recipe(text: str) -> dict:
     """'batch_size=256 lr=0.01' -> {'batch_size': 256, 'lr': 0.01}, typed as the Config fields are."""
-    types = {f.name: f.type for f in dataclasses.fields(Config)}
-    recipe = {}
-    for item in text.split():
-        key, _, value = item.partition("=")
-        if key not in types or not value:
-            sys.exit(f"error: {item!r} is not FIELD=VALUE with a Config field (e.g. batch_size=256).")
-        parsers = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}
-        kind = parsers.get(str(types[key]), str)
-        try:
-            recipe[key] = kind(value)
-        except ValueError:
-            sys.exit(f"error: {item!r}: {key} must be {'an integer' if str(types[key]) == 'int' else 'a number'}.")
-    return recipe
+    return dict(parse_override(item) for item in text.split())
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="+", help="Config overrides, one quoted string per recipe")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per recipe (default: 3)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one up (default: 0)")
     parser.add_argument("--runs-dir", default="runs", help="where the runs are written (default: runs)")
     args = parser.parse_args()
+    return run_command(lambda: search(args))
+
+
+def search(args: argparse.Namespace) -> int:
+    """Train every recipe from each seed and print the table."""
     recipes = [parse_recipe(text) for text in args.recipes]
     print(f"| recipe (on top of --preset fast) | last-epoch test accuracy per seed | first epoch at >= "
           f"{TARGET:.1%} per seed | s / epoch |")
@@ -55,7 +50,8 @@ def main() -> None:
         first = ", ".join(str(run["epochs_to_target"] or "-") for run in runs)
         seconds = statistics.mean(run["seconds_per_epoch"] for run in runs)
         print(f"| `{text}` | {last} | {first} | {seconds:.2f} |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

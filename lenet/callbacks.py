@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
-from torch.utils.tensorboard import SummaryWriter
 
-from lenet.checkpoint import save_checkpoint
+from lenet.checkpoint import build_checkpoint, save_checkpoint
 from lenet.config import Config
+from lenet.data import Splits
 
 
 @dataclass
@@ -28,30 +27,24 @@ class RunState:
     config: Config
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: Any
-    splits: Any  # lenet.data.Splits
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    splits: Splits
     run_dir: Path
     device: torch.device
     epoch: int = 0
     step: int = 0
+    schedule_start: int = 0  # the epoch the learning-rate schedule began at (later when a run is extended)
+    extended: bool = False  # a continued run given more epochs than it was started with
     history: list[dict[str, float]] = field(default_factory=list)
     improved: bool = False  # whether this epoch's val loss is the best so far
     result: dict[str, Any] = field(default_factory=dict)  # filled at the end: test metrics, best epoch
 
     def checkpoint(self) -> dict[str, Any]:
         """This moment of the run in the one checkpoint format."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "config": self.config.to_dict(),
-            "epoch": self.epoch,
-            "metrics": self.history[-1] if self.history else {},
-            "history": self.history,
-            "normalization": {"mean": self.splits.mean, "std": self.splits.std},
-            "classes": self.splits.classes,
-            "rng": torch.get_rng_state(),
-        }
+        return build_checkpoint(model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                schedule_start=self.schedule_start, config=self.config, epoch=self.epoch,
+                                history=self.history, mean=self.splits.mean, std=self.splits.std,
+                                classes=self.splits.classes)
 
 
 class Callback:
@@ -96,9 +89,13 @@ class TensorBoardLogger(Callback):
     """Scalars, weight and gradient histograms, an input grid, the graph and hparams, in the run folder."""
 
     def __init__(self) -> None:
-        self.writer: SummaryWriter | None = None
+        self.writer = None
 
     def on_train_start(self, state: RunState) -> None:
+        # Imported here: TensorBoard and torchvision take seconds to import, and only training needs them.
+        import torchvision
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(log_dir=str(state.run_dir))
         if state.epoch == 0:  # a resumed run logged these already
             images = state.splits.train.images[:64]

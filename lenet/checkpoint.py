@@ -1,16 +1,19 @@
-"""The one checkpoint format: a plain dict, written atomically, loaded safely on any device.
+"""The one checkpoint format: how a checkpoint is built, written, read, validated and turned back into a model.
 
-A checkpoint holds `model` (state dict), `optimizer`, `scheduler`, `config` (a dict), `epoch`,
-`metrics` (that epoch's record), `history`, `normalization` ({"mean", "std"}), `classes` and
-`rng` (torch's CPU generator state). Loading uses `weights_only=True`, so a file that carries pickled
-code is refused and nothing in it runs.
+A checkpoint is a plain dict: `model` (state dict), `optimizer`, `scheduler`, `schedule_start` (the
+epoch the current learning-rate schedule began at), `config` (a dict), `epoch`, `metrics` (that
+epoch's record), `history`, `normalization` ({"mean", "std"}), `classes`, `rng` (torch's CPU
+generator state) and, once training has ended, `temperature` (see `lenet.calibration`; older
+checkpoints have none). It is written atomically and loaded with `weights_only=True`, so a file that
+carries pickled code is refused and nothing in it runs. Every field a reader uses is validated once,
+here, so a damaged or crafted file is one clear sentence, never a traceback deep inside.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,51 +21,124 @@ import torch
 
 from lenet.config import Config
 from lenet.errors import LenetError
+from lenet.files import atomic_write, require_regular_file
 from lenet.model import LeNet5
 
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("model", "config", "normalization")
+DIGITS = [str(digit) for digit in range(10)]  # the classes of a checkpoint that names none
+CHECKPOINT_HINT = "pass a .pt file such as runs/<run>/checkpoints/best.pt"
+
+
+def build_checkpoint(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                     schedule_start: int, config: Config, epoch: int, history: list[dict[str, float]],
+                     mean: float, std: float, classes: list[str]) -> dict[str, Any]:
+    """This moment of a run in the one checkpoint format."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "schedule_start": schedule_start,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "metrics": history[-1] if history else {},
+        "history": history,
+        "normalization": {"mean": mean, "std": std},
+        "classes": list(classes),
+        "rng": torch.get_rng_state(),
+    }
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `checkpoint` to `path` via a temp file and a rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({"format_version": FORMAT_VERSION, **checkpoint}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `checkpoint` to `path` atomically: a crash or a full disk never leaves half a file."""
+    return atomic_write(path, lambda file: torch.save({"format_version": FORMAT_VERSION, **checkpoint}, file))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (`weights_only=True`) onto `map_location`; LenetError if it is unusable."""
+    """Load and validate a checkpoint safely (`weights_only=True`); LenetError in one sentence if unusable."""
     path = Path(path)
     if path.is_dir():
-        raise LenetError(f"{path} is a folder, not a checkpoint: pass a .pt file such as {path / 'best.pt'}.")
-    if not path.exists():
+        raise LenetError(f"{path} is a folder, not a checkpoint: {folder_hint(path)}.")
+    if not path.exists() and not path.is_symlink():
         raise LenetError(f"no checkpoint at {path}: check the path, or run `make train` to create one.")
+    require_regular_file(path, "checkpoint", CHECKPOINT_HINT)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise LenetError(f"refused to load {path}: it is not a plain lenet checkpoint (it may carry code, "
-                         "which is never run); use a checkpoint written by lenet-train.") from None
-    except Exception:  # torch.load raises many kinds (RuntimeError, EOFError, KeyError...) on junk
-        raise LenetError(f"{path} is corrupt or not a checkpoint: use another one, or retrain.") from None
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
-        raise LenetError(f"{path} is not a lenet checkpoint (it lacks the model, config or normalization).")
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" in str(error).lower():
+            raise LenetError(f"refused to load {path}: it holds Python objects besides tensors (a file made to "
+                             "run code looks like this; nothing in it was run): use a checkpoint written by "
+                             "lenet-train.") from None
+        raise LenetError(f"{path} is not a checkpoint (not a file torch.save wrote): "
+                         f"{CHECKPOINT_HINT}.") from None
+    except Exception:  # torch.load raises many kinds (RuntimeError, EOFError...) on a damaged zip
+        raise LenetError(f"{path} is corrupt or truncated: {damaged_hint(path)}.") from None
+    validate(checkpoint, path)
     return checkpoint
 
 
+def folder_hint(folder: Path) -> str:
+    """What to pass instead of a folder: its best.pt when it is a run or its checkpoints folder."""
+    for candidate in (folder / "checkpoints" / "best.pt", folder / "best.pt"):
+        if candidate.is_file():
+            return f"pass {candidate}"
+    return CHECKPOINT_HINT
+
+
+def damaged_hint(path: Path) -> str:
+    """Which other checkpoints beside a damaged one are intact, and how to use them."""
+    intact = []
+    for other in sorted(path.parent.glob("epoch_*.pt")):
+        try:
+            torch.load(other, map_location="cpu", weights_only=True)
+        except Exception:
+            continue
+        intact.append(other)
+    if not intact:
+        return "no other checkpoint beside it can be read, so retrain"
+    names = ", ".join(p.name for p in intact)
+    return (f"{names} in {path.parent} are intact; continue training from the newest with "
+            f"--resume {intact[-1]}, or pass it as --checkpoint")
+
+
+def validate(checkpoint: Any, path: Path) -> None:
+    """LenetError unless every field a reader uses is present, well typed and finite."""
+    def refuse(problem: str) -> None:
+        raise LenetError(f"{path} is not a usable lenet checkpoint ({problem}): use one written by lenet-train.")
+
+    if not isinstance(checkpoint, dict) or not {"model", "config", "normalization"} <= checkpoint.keys():
+        refuse("it lacks the model, config or normalization")
+    weights = checkpoint["model"]
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        refuse("its model is not a dict of tensors")
+    if not all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()):
+        refuse("its weights hold NaN or infinite values, so its answers would be meaningless")
+    if not isinstance(checkpoint["config"], dict):
+        refuse("its config is not a dict")
+    normalization = checkpoint["normalization"]
+    if not isinstance(normalization, dict) or not {"mean", "std"} <= normalization.keys():
+        refuse("its normalization lacks the mean or std")
+    mean, std = normalization["mean"], normalization["std"]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (mean, std)) or std <= 0:
+        refuse(f"its normalization mean {mean!r} / std {std!r} is not a finite mean and a positive std")
+    classes = checkpoint.get("classes", DIGITS)
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        refuse("its classes are not a list of names")
+    output = weights.get("fc3.weight")
+    if isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] != len(classes):
+        refuse(f"it names {len(classes)} classes but its network has {output.shape[0]} outputs")
+    temperature = checkpoint.get("temperature")
+    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
+        refuse(f"its temperature {temperature!r} is not a positive number")
+
+
+def classes_of(checkpoint: dict[str, Any]) -> list[str]:
+    """The class names a checkpoint predicts (digits for one that names none)."""
+    return list(checkpoint.get("classes") or DIGITS)
+
+
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> LeNet5:
-    """Rebuild the model from the config and weights stored in a checkpoint, in eval mode."""
-    model = LeNet5(num_classes=len(checkpoint.get("classes", range(10))))
+    """Rebuild the model from the weights stored in a validated checkpoint, in eval mode."""
+    model = LeNet5(num_classes=len(classes_of(checkpoint)))
     try:
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, AttributeError):
@@ -74,3 +150,13 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> LeNet5:
 def config_from_checkpoint(checkpoint: dict[str, Any]) -> Config:
     """The training config stored in a checkpoint."""
     return Config.from_dict(checkpoint["config"])
+
+
+def restore(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Any) -> None:
+    """Put a run back as the checkpoint left it: weights, optimizer and schedule state, and the CPU RNG."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None and checkpoint.get("scheduler") is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    torch.set_rng_state(checkpoint["rng"].cpu())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
@@ -16,7 +17,27 @@ from lenet.errors import LenetError
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DATASETS = ("mnist", "fashion-mnist")
+DATASET_NAMES = ("mnist", "fashion-mnist")
+MAX_BATCH_SIZE = 65_536  # far above any useful batch; the data's own size is checked when it is loaded
+RESERVED_RUN_NAMES = ("notebooks",)  # runs/notebooks/ holds the notebooks' runs
+
+
+class ConfigError(LenetError):
+    """An invalid Config value; names the field in Python and the flag on the command line."""
+
+    def __init__(self, name: str, requirement: str, value: Any) -> None:
+        self.name, self.requirement, self.value = name, requirement, value
+        super().__init__(f"{name} {requirement}, got {value!r}.")
+
+    def as_flag(self) -> str:
+        """The same message naming the command-line flag, e.g. "--lr must be > 0, got 0.0."."""
+        return f"{flag(self.name)} {self.requirement}, got {self.value!r}."
+
+
+def is_plain_name(name: str) -> bool:
+    """A name that is one folder on every OS: no separators, no leading dot (so not . or ..)."""
+    return bool(name) and not name.startswith(".") and not any(c in name for c in '/\\:*?"<>|\0') \
+        and name.strip() == name
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,13 @@ class Config:
     batch_size: int = field(default=128, metadata={"help": "training batch size"})
     epochs: int = field(default=12, metadata={"help": "maximum number of epochs"})
     max_shift: int = field(default=2, metadata={"help": "augment: shift training images by up to N pixels"})
+    rotate: float = field(default=15.0, metadata={"help": "augment: rotate training images by up to N degrees"})
+    scale: float = field(default=0.15, metadata={"help": "augment: scale training images by up to this fraction"})
+    shear: float = field(default=0.15, metadata={"help": "augment: shear training images by up to this much"})
+    thicken: float = field(default=0.3, metadata={
+        "help": "augment: fraction of training images whose strokes are thickened by a pixel"})
+    thin: float = field(default=0.2, metadata={
+        "help": "augment: fraction of training images whose strokes are thinned by a pixel"})
     schedule: str = field(default="onecycle", metadata={"help": "learning-rate schedule: constant or onecycle"})
     patience: int = field(
         default=3, metadata={"help": "stop after this many epochs without a lower val loss; 0 disables"}
@@ -48,25 +76,34 @@ class Config:
     overwrite: bool = field(default=False, metadata={"help": "replace an existing run folder of the same name"})
 
     def __post_init__(self) -> None:
-        def check(ok: bool, flag: str, message: str) -> None:
+        def check(ok: bool, name: str, requirement: str) -> None:
             if not ok:
-                raise LenetError(f"--{flag} {message}, got {getattr(self, flag.replace('-', '_'))!r}.")
+                raise ConfigError(name, requirement, getattr(self, name))
 
-        check(self.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}")
+        for f in fields(self):  # inf or nan would pass every comparison below and break training later
+            if f.type in ("float", float):
+                check(math.isfinite(getattr(self, f.name)), f.name, "must be a finite number")
+        check(self.dataset in DATASET_NAMES, "dataset", f"must be one of {', '.join(DATASET_NAMES)}")
         check(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
         check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
         check(self.lr > 0, "lr", "must be > 0")
         check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        check(self.weight_decay >= 0, "weight-decay", "must be >= 0")
-        check(self.batch_size >= 1, "batch-size", "must be >= 1")
+        check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        check(1 <= self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be between 1 and {MAX_BATCH_SIZE}")
         check(self.epochs >= 1, "epochs", "must be >= 1")
         check(self.patience >= 0, "patience", "must be >= 0")
-        check(0 <= self.max_shift <= 6, "max-shift", "must be between 0 and 6")
-        check(self.val_size >= 1, "val-size", "must be >= 1")
-        check(self.log_every >= 1, "log-every", "must be >= 1")
-        check(self.run_name is None or (self.run_name and "/" not in self.run_name), "run-name",
-              "must be a plain folder name")
+        check(0 <= self.max_shift <= 6, "max_shift", "must be between 0 and 6")
+        check(0 <= self.rotate <= 45, "rotate", "must be between 0 and 45 degrees")
+        check(0 <= self.scale < 0.5, "scale", "must be in [0, 0.5)")
+        check(0 <= self.shear < 0.5, "shear", "must be in [0, 0.5)")
+        check(0 <= self.thicken <= 1, "thicken", "must be a probability in [0, 1]")
+        check(0 <= self.thin <= 1 - self.thicken, "thin", "must be a probability in [0, 1 - thicken]")
+        check(self.val_size >= 1, "val_size", "must be >= 1")
+        check(self.log_every >= 1, "log_every", "must be >= 1")
+        check(self.run_name is None or is_plain_name(self.run_name), "run_name",
+              "must be a plain folder name (no / \\ : or leading dot)")
+        check(self.run_name not in RESERVED_RUN_NAMES, "run_name", "is reserved for the notebooks' runs")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict (JSON- and checkpoint-safe)."""
@@ -74,10 +111,16 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
-        """Rebuild a config saved by `to_dict`, ignoring fields this version no longer has."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """Rebuild a config saved by `to_dict`, ignoring fields this version no longer has.
 
+        Runs saved before the affine and stroke augmentations existed trained without them.
+        """
+        known = {f.name for f in fields(cls)}
+        older = {name: 0.0 for name in AUGMENTATIONS_ADDED_IN_0_2 if name not in values}
+        return cls(**{**older, **{k: v for k, v in values.items() if k in known}})
+
+
+AUGMENTATIONS_ADDED_IN_0_2 = ("rotate", "scale", "shear", "thicken", "thin")
 
 # Named sets of overrides; `--preset fast` applies one before the flags the user typed.
 # "fast": of the recipes searched (benchmarks/recipes.py, RESULTS.md), the fastest to bring each of
@@ -86,12 +129,33 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {"batch_size": 256, "lr": 1e-2, "epochs": 4, "max_shift": 1, "schedule": "onecycle",
-             "channels_last": True},
+             "channels_last": True, "rotate": 0.0, "scale": 0.0, "shear": 0.0, "thicken": 0.0, "thin": 0.0},
 }
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of a Config field: batch_size -> --batch-size."""
     return "--" + name.replace("_", "-")
+
+
+def parse_field(config_field: dataclasses.Field) -> Any:
+    """The argparse `type` of a Config field: int, float or str (bools are on/off flags)."""
+    return {"int": int, "float": float}.get(str(config_field.type), str)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'batch_size=256' -> ('batch_size', 256), typed as the Config field is; LenetError naming a bad one."""
+    types = {f.name: f for f in fields(Config)}
+    name, _, text = item.partition("=")
+    if name not in types or not text:
+        raise LenetError(f"{item!r} is not FIELD=VALUE with a Config field (e.g. batch_size=256).")
+    if types[name].type in ("bool", bool):
+        return name, text.lower() in ("1", "true", "yes", "on")
+    kind = parse_field(types[name])
+    try:
+        return name, kind(text)
+    except ValueError:
+        raise LenetError(f"{item!r}: {name} must be {'an integer' if kind is int else 'a number'}.") from None
 
 
 def build_parser(prog: str = "lenet-train", description: str | None = None) -> argparse.ArgumentParser:
@@ -102,23 +166,25 @@ def build_parser(prog: str = "lenet-train", description: str | None = None) -> a
     for f in fields(Config):
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if f.type in ("bool", bool):
-            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                                help=help_text)
+            parser.add_argument(flag(f.name), dest=f.name, type=parse_field(f), default=None,
+                                metavar=f.name.upper(), help=help_text)
     return parser
+
+
+def typed_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The Config fields whose flags the user typed, with their values."""
+    return {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
     """The preset, then every flag the user typed; a bad value exits with a message naming the flag."""
-    values = dict(PRESETS[args.preset])
-    values.update({f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None})
     try:
-        return Config(**values)
-    except LenetError as error:
-        parser.error(str(error))
+        return Config(**{**PRESETS[args.preset], **typed_fields(args)})
+    except ConfigError as error:
+        parser.error(error.as_flag())
         raise  # unreachable: parser.error exits
 
 

@@ -11,20 +11,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 from urllib.error import URLError
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from torchvision import datasets, transforms
 
 from lenet.errors import LenetError
 
-DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
+if TYPE_CHECKING:  # torchvision is imported when data is loaded: `lenet-train --help` stays fast
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import MNIST
+
+# The torchvision dataset class of each dataset name (torchvision also names the folder after it).
+DATASET_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+IDX_FILES = {"train-images-idx3-ubyte": (60_000, 28, 28), "train-labels-idx1-ubyte": (60_000,),
+             "t10k-images-idx3-ubyte": (10_000, 28, 28), "t10k-labels-idx1-ubyte": (10_000,)}
 CLASSES = {
     "mnist": [str(digit) for digit in range(10)],
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -40,24 +47,69 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def load_torchvision_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,
-                             train: bool = True, download: bool = True, transform=None) -> datasets.MNIST:
+                             train: bool = True, download: bool = True, transform=None) -> "MNIST":
     """The torchvision dataset, downloaded if missing; one clear LenetError if that is impossible."""
-    if name not in DATASETS:
-        raise LenetError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}.")
-    cls, root = DATASETS[name], resolve_data_dir(data_dir)
-    raw = root / cls.__name__ / "raw"
+    if name not in DATASET_FOLDERS:
+        raise LenetError(f"unknown dataset {name!r}: choose one of {', '.join(DATASET_FOLDERS)}.")
+    from torchvision import datasets
+
+    root = resolve_data_dir(data_dir)
+    raw = root / DATASET_FOLDERS[name] / "raw"
+    check_idx_files(raw)  # a damaged file is named before torchvision fails on it in its own words
     try:
         # torchvision reports each failed mirror on stdout; the sentence below says it all.
         with contextlib.redirect_stdout(io.StringIO()):
-            return cls(str(root), train=train, download=download, transform=transform)
-    except (RuntimeError, URLError, OSError, AssertionError) as error:
-        files = ", ".join(f"{part}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
-                          for part in ("train", "t10k") for kind in ("images", "labels"))
+            return getattr(datasets, DATASET_FOLDERS[name])(str(root), train=train, download=download,
+                                                            transform=transform)
+    except Exception as error:  # RuntimeError, URLError, OSError... from a failed download or a bad .gz
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise LenetError(
-            f"{name} not found in {raw} and it could not be downloaded ({str(error).splitlines()[0]}): "
-            f"place the four IDX files ({files}, optionally .gz) there, or point --data-dir or "
-            f"LENET_DATA_DIR at the folder that holds {cls.__name__}/raw."
+            f"{name} not found in {raw} and it could not be downloaded ({reason}): place the four IDX files "
+            f"({', '.join(IDX_FILES)}, optionally .gz) there, or point --data-dir or LENET_DATA_DIR at the "
+            f"folder that holds {DATASET_FOLDERS[name]}/raw."
         ) from None
+
+
+def check_idx_files(raw: Path) -> None:
+    """LenetError naming any decompressed IDX file in `raw` whose header or size is wrong."""
+    for name, shape in IDX_FILES.items():
+        path = raw / name
+        if not path.is_file():
+            continue
+        with open(path, "rb") as file:
+            header = file.read(4 + 4 * len(shape))
+        expected_magic = 0x0800 + len(shape)
+        problem = None
+        if len(header) < 4 + 4 * len(shape):
+            problem = f"{len(header)} bytes, too short for an IDX header"
+        else:
+            magic, *dims = struct.unpack(f">I{len(shape)}I", header)
+            size = len(header) + math.prod(dims)
+            if magic != expected_magic or tuple(dims[1:]) != shape[1:]:
+                problem = f"its header is not that of an IDX file of shape (N, {', '.join(map(str, shape[1:]))})" \
+                    if len(shape) > 1 else "its header is not that of an IDX label file"
+            elif path.stat().st_size != size:
+                problem = f"{path.stat().st_size:,} bytes where its header promises {size:,}: it is truncated"
+        if problem:
+            raise LenetError(f"{path} is corrupt ({problem}): delete it so that it is downloaded again, or "
+                             "copy a good one from the official MNIST files.")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes to each training image, batched on the device (see `augment`)."""
+
+    max_shift: int = 0  # pixels
+    rotate: float = 0.0  # degrees, either way
+    scale: float = 0.0  # fraction, up or down
+    shear: float = 0.0  # horizontal shear factor, either way
+    thicken: float = 0.0  # probability that an image's strokes grow by a pixel
+    thin: float = 0.0  # probability that they shrink by a pixel
+
+    @property
+    def warps(self) -> bool:
+        """Whether any affine warp beyond integer shifts is on."""
+        return bool(self.rotate or self.scale or self.shear)
 
 
 @dataclass
@@ -69,8 +121,8 @@ class TensorBatches:
     batch_size: int
     shuffle: bool = False
     seed: int = 0
-    epoch: int = 0  # set before iterating; the shuffle order depends only on (seed, epoch)
-    max_shift: int = 0  # augmentation: shift each image by up to this many pixels (0: off)
+    epoch: int = 0  # set before iterating; the order and augmentation depend only on (seed, epoch)
+    augmentation: Augmentation | None = None  # training only
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
@@ -87,14 +139,56 @@ class TensorBatches:
                 images, labels = self.images[index], self.labels[index]
             else:
                 images, labels = self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
-            if self.max_shift:
-                images = random_shift(images, self.max_shift, generator)
+            if self.augmentation is not None:
+                images = augment(images, self.augmentation, generator)
             yield images, labels
 
     def to(self, device: torch.device | str, memory_format=torch.contiguous_format) -> "TensorBatches":
         """The same batches with both tensors moved to `device`."""
         return dataclasses.replace(self, images=self.images.to(device, memory_format=memory_format),
                                    labels=self.labels.to(device))
+
+
+def augment(images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """A (B, 1, H, W) batch with each image's strokes thickened or thinned, then warped, each by its own draw.
+
+    The batch is normalized, so its smallest value is black: max-pooling grows the white strokes by a
+    pixel (dilation) and min-pooling shrinks them (erosion). Real pens are thinner and thicker than
+    MNIST's, so this is what makes people's digits read well. All random numbers come from `generator`.
+    """
+    batch = images.shape[0]
+    if augmentation.thicken or augmentation.thin:
+        draw = torch.rand(batch, generator=generator).to(images.device).view(batch, 1, 1, 1)
+        thick = F.max_pool2d(images, 3, stride=1, padding=1)
+        thin = -F.max_pool2d(-images, 3, stride=1, padding=1)
+        images = torch.where(draw < augmentation.thicken, thick,
+                             torch.where(draw >= 1 - augmentation.thin, thin, images))
+    if augmentation.warps:
+        return random_affine(images, augmentation, generator)
+    if augmentation.max_shift:
+        return random_shift(images, augmentation.max_shift, generator)
+    return images
+
+
+def random_affine(images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """Rotate, scale, shear and shift each image of a (B, 1, H, W) batch by its own random amounts."""
+    batch, _, height, width = images.shape
+    u = (torch.rand(5, batch, generator=generator) * 2 - 1).to(images.device)  # uniform in [-1, 1)
+    angle = u[0] * math.radians(augmentation.rotate)
+    zoom = 1 + u[1] * augmentation.scale
+    shear = u[2] * augmentation.shear
+    cos, sin = angle.cos(), angle.sin()
+    # theta maps each output pixel to where it samples the input (normalized coordinates, -1..1):
+    # the inverse of "shear, rotate, zoom, shift" is rotate^-1 then shear^-1, divided by the zoom.
+    theta = torch.stack([
+        torch.stack([cos, sin - shear * cos, -u[3] * 2 * augmentation.max_shift / width]),
+        torch.stack([-sin, cos + shear * sin, -u[4] * 2 * augmentation.max_shift / height]),
+    ]).permute(2, 0, 1)  # (B, 2, 3)
+    theta[:, :, :2] /= zoom.view(batch, 1, 1)
+    background = images.amin()  # the normalized value of a black pixel
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    warped = F.grid_sample(images - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return warped + background
 
 
 def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -119,6 +213,11 @@ class Splits:
     std: float
     classes: list[str]
 
+    def to(self, device: torch.device | str, memory_format=torch.contiguous_format) -> "Splits":
+        """The same splits with every tensor on `device`."""
+        return dataclasses.replace(self, **{name: getattr(self, name).to(device, memory_format)
+                                            for name in ("train", "val", "test")})
+
 
 def split_indices(n: int, val_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed, seeded (train, val) partition of range(n)."""
@@ -135,11 +234,15 @@ def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 
 
 def load_splits(name: str = "mnist", data_dir: str | os.PathLike | None = None, val_size: int = 5000,
-                batch_size: int = 64, eval_batch_size: int = 1000, seed: int = 0, max_shift: int = 0) -> Splits:
+                batch_size: int = 64, eval_batch_size: int = 1000, seed: int = 0,
+                augmentation: Augmentation | None = None) -> Splits:
     """Decode the dataset once and return normalized train/val/test batches (test is never shuffled)."""
     train_set = load_torchvision_dataset(name, data_dir, train=True)
     test_set = load_torchvision_dataset(name, data_dir, train=False)
     train_index, val_index = split_indices(len(train_set.targets), val_size)
+    if batch_size > len(train_index):
+        raise LenetError(f"--batch-size {batch_size} is larger than the training split ({len(train_index):,} "
+                         f"images), which would make one step an epoch: use at most {len(train_index)}.")
     train_pixels = train_set.data[train_index].float() / 255.0
     # The constants come from the training split only: validation and test stay unseen.
     mean, std = train_pixels.mean().item(), train_pixels.std().item()
@@ -149,7 +252,7 @@ def load_splits(name: str = "mnist", data_dir: str | os.PathLike | None = None, 
 
     return Splits(
         train=dataclasses.replace(batches(train_set.data[train_index], train_set.targets[train_index], batch_size,
-                                          shuffle=True), max_shift=max_shift),
+                                          shuffle=True), augmentation=augmentation),
         val=batches(train_set.data[val_index], train_set.targets[val_index], eval_batch_size),
         test=batches(test_set.data, test_set.targets, eval_batch_size),
         mean=mean, std=std, classes=CLASSES[name],
@@ -158,8 +261,11 @@ def load_splits(name: str = "mnist", data_dir: str | os.PathLike | None = None, 
 
 def torchvision_loader(name: str = "mnist", data_dir: str | os.PathLike | None = None, train: bool = True,
                        batch_size: int = 64, shuffle: bool = True, mean: float = 0.1307, std: float = 0.3081,
-                       num_workers: int = 0) -> DataLoader:
+                       num_workers: int = 0) -> "DataLoader":
     """The classic pipeline: per-sample ToTensor + Normalize through a DataLoader."""
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
     dataset = load_torchvision_dataset(name, data_dir, train=train, transform=transform)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)

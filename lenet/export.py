@@ -12,20 +12,23 @@ packages). TorchScript is deprecated by PyTorch but still loads with `torch.jit.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import stat
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from lenet.checkpoint import load_checkpoint, model_from_checkpoint
+from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
+from lenet.cli import run_command
 from lenet.errors import LenetError
+from lenet.files import atomic_write
 
-FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 EXAMPLE_BATCH = 2  # the batch the exporters trace with; the batch dimension is left dynamic
 
@@ -33,7 +36,7 @@ EXAMPLE_BATCH = 2  # the batch the exporters trace with; the batch dimension is 
 def metadata(checkpoint: dict[str, Any]) -> dict[str, str]:
     """What a user of the exported file needs to prepare inputs and name outputs, as strings."""
     normalization = checkpoint["normalization"]
-    classes = list(checkpoint.get("classes") or [str(digit) for digit in range(10)])
+    classes = classes_of(checkpoint)
     return {"lenet.mean": repr(float(normalization["mean"])), "lenet.std": repr(float(normalization["std"])),
             "lenet.classes": json.dumps(classes)}
 
@@ -63,32 +66,47 @@ def export_torchscript(model: torch.nn.Module, properties: dict[str, str], path:
 EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
 
 
-def export(checkpoint_path: str | os.PathLike, format: str, output: str | os.PathLike) -> Path:
-    """Write the checkpoint's model to `output` as "onnx" or "torchscript"; LenetError on any user mistake."""
+def export(checkpoint_path: str | os.PathLike, format: str, output: str | os.PathLike, force: bool = False) -> Path:
+    """Write the checkpoint's model to `output` as "onnx" or "torchscript"; LenetError on any user mistake.
+
+    Only a regular file is ever replaced, and only with `force`: never a folder, a FIFO or a device node.
+    """
     if format not in EXPORTERS:
-        raise LenetError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}.")
+        raise LenetError(f"unknown format {format!r}: use one of {', '.join(EXPORT_FORMATS)}.")
     output = Path(output)
-    if output.is_dir():
-        raise LenetError(f"{output} is a folder: pass a file name such as {output / ('model.' + suffix(format))}.")
+    check_target(output, format, force)
     checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
     model = model_from_checkpoint(checkpoint)
-    # Written beside the target and renamed, so a failed export never leaves half a file under its name.
-    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    # The exporters write to a path: export into a private temp folder, then copy the bytes into place
+    # atomically, so a failed export never leaves half a file under the target's name.
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        temp.touch()  # fails here, with a plain OSError, if the folder is not writable
-        with torch.no_grad():
+        with tempfile.TemporaryDirectory(prefix="lenet-export-") as folder, torch.no_grad():
+            temp = Path(folder) / f"model.{suffix(format)}"
             EXPORTERS[format](model, metadata(checkpoint), temp)
-        os.replace(temp, output)
+            data = temp.read_bytes()
+        return atomic_write(output, lambda file: file.write(data))
     except (FileExistsError, NotADirectoryError):
         raise LenetError(f"cannot write {output}: part of its folder path is a file, not a folder; "
                          "choose another -o path.") from None
     except OSError as error:
         raise LenetError(f"cannot write {output} ({error.strerror or error}): choose another -o path.") from None
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-    return output
+
+
+def check_target(output: Path, format: str, force: bool) -> None:
+    """LenetError unless `output` is absent, or a regular file and `force` says it may be replaced."""
+    try:
+        mode = output.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise LenetError(f"cannot write {output} ({error.strerror or error}): choose another -o path.") from None
+    if stat.S_ISDIR(mode):
+        raise LenetError(f"{output} is a folder: pass a file name such as {output / ('model.' + suffix(format))}.")
+    if not stat.S_ISREG(mode):
+        raise LenetError(f"{output} is not a regular file (a device, FIFO or socket), so it is never replaced: "
+                         "choose another -o path.")
+    if not force:
+        raise LenetError(f"{output} already exists: choose another -o path, or pass --force to replace it.")
 
 
 def suffix(format: str) -> str:
@@ -106,24 +124,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="the checkpoint to export, e.g. "
                                                                 "runs/<run>/checkpoints/best.pt (required)")
     parser.add_argument("--format", metavar="FORMAT", required=True,
-                        help=f"one of {', '.join(FORMATS)} (required)")
+                        help=f"one of {', '.join(EXPORT_FORMATS)} (required)")
     parser.add_argument("-o", "--output", metavar="FILE", required=True,
                         help="where to write the model, e.g. lenet.onnx or lenet.pt; folders are created "
                              "(required)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace FILE if it already exists (only a regular file is ever replaced) "
+                             "(default: off)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-export` / `python -m lenet.export`: 0 on success, 2 on a user error."""
     args = build_parser().parse_args(argv)
-    try:
-        path = export(args.checkpoint, args.format.lower(), args.output)
-    except LenetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({args.format.lower()}, {path.stat().st_size / 1024:.0f} KB): input {INPUT_NAME!r} "
-          f"(N, 1, 28, 28) normalized, output {OUTPUT_NAME!r} (N, 10) logits")
-    return 0
+
+    def body() -> int:
+        path = export(args.checkpoint, args.format.lower(), args.output, force=args.force)
+        print(f"wrote {path} ({args.format.lower()}, {path.stat().st_size / 1024:.0f} KB): input {INPUT_NAME!r} "
+              f"(N, 1, 28, 28) normalized, output {OUTPUT_NAME!r} (N, 10) logits")
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

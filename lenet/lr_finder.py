@@ -8,6 +8,7 @@ for the 1cycle schedule. The sweep trains a copy, so the model and optimizer it 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batc
     trial_optimizer = type(optimizer)(trial.parameters(), **optimizer.defaults)
     # The optimizer's state (Adam's moments, SGD's momentum) carries over to the copy, not back.
     trial_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    batches = dataclasses.replace(batches)  # a copy: its epoch counter advances, the caller's does not
     growth = (end_lr / start_lr) ** (1 / (steps - 1))
     lrs, losses, raw_losses = [], [], []
     average, best, diverged, step = 0.0, math.inf, False, 0

@@ -1,7 +1,8 @@
 """Inference: load a trained checkpoint, predict the digit in users' images, and the `lenet-predict` CLI.
 
-The model answers with a probability for each class; when even the top one is below UNSURE_BELOW,
-the prediction is None ("unsure") rather than a confident-looking wrong digit.
+The model answers with a probability for each class, calibrated with the temperature stored in the
+checkpoint (see `lenet.calibration`); when even the top one is below UNSURE_BELOW, the label is None
+("unsure") rather than a confident-looking wrong digit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -19,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lenet.checkpoint import load_checkpoint, model_from_checkpoint
+from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
+from lenet.cli import add_model_arguments, default_checkpoint, print_error, printable, run_command
 from lenet.errors import LenetError
 from lenet.model import LeNet5
 from lenet.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
@@ -33,19 +36,34 @@ SMALL_BATCH = 16  # up to this many images, one CPU thread is faster than severa
 class Predictor:
     """A trained model ready for inference, with the constants its inputs must be prepared with."""
 
-    model: LeNet5  # in eval mode, on `device`
+    network: LeNet5  # in eval mode, on `device`
     mean: float  # training-set pixel mean (pixels in [0, 1])
     std: float  # training-set pixel std
     classes: list[str]
     device: torch.device
     checkpoint_path: Path
+    temperature: float = 1.0  # logits are divided by it before the softmax (1.0: an uncalibrated checkpoint)
+    epoch: int | None = None  # the training epoch the checkpoint was saved at
+    test_accuracy: float | None = None  # from the run's metrics.json, when it has one
+    loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def describe(self) -> str:
+        """Which model this is, without an absolute path: "mine/checkpoints/best.pt (epoch 3, 99.12% test accuracy)"."""
+        parts = self.checkpoint_path.parts
+        name = "/".join(parts[-3:]) if len(parts) >= 3 and parts[-2] == "checkpoints" else self.checkpoint_path.name
+        facts = [f"epoch {self.epoch}"] if self.epoch is not None else []
+        if self.test_accuracy is not None:
+            facts.append(f"{self.test_accuracy:.2%} test accuracy")
+        if self.temperature == 1.0:
+            facts.append("uncalibrated")
+        return printable(f"{name} ({', '.join(facts)})" if facts else name)
 
 
 @dataclass
 class Prediction:
     """The model's answer for one image."""
 
-    prediction: int | None  # the class index, or None when unsure
+    label: int | None  # the class index, or None when unsure
     probability: float  # the top class's probability
     probabilities: list[float]  # one per class, summing to 1
     image: np.ndarray = field(repr=False)  # (28, 28) float32 in [0, 1]: what the model saw
@@ -57,34 +75,33 @@ class Prediction:
         return [(index, self.probabilities[index]) for index in order[:k]]
 
 
-def find_latest_checkpoint(runs_dir: str | os.PathLike = "runs") -> Path:
-    """best.pt of the run under `runs_dir` whose newest checkpoint was written last."""
-    runs_dir = Path(runs_dir)
-    candidates = []
-    if runs_dir.is_dir():
-        for best in runs_dir.glob("*/checkpoints/best.pt"):
-            written = max(path.stat().st_mtime for path in best.parent.glob("*.pt"))
-            candidates.append((written, best))
-    if not candidates:
-        raise LenetError(f"no trained model in {runs_dir.as_posix().rstrip('/')}/: run `make train` first "
-                         "or pass --checkpoint.")
-    return max(candidates)[1]
-
-
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                runs_dir: str | os.PathLike = "runs") -> Predictor:
-    """Load a checkpoint (default: the latest run's best.pt) safely, ready for `predict`."""
-    path = Path(path) if path is not None else find_latest_checkpoint(runs_dir)
+    """Load a checkpoint (default: best.pt of the newest completed run, see `lenet.cli`) safely, ready for `predict`."""
+    path = Path(path) if path is not None else default_checkpoint(runs_dir)
     try:
         device = torch.device(device)
         checkpoint = load_checkpoint(path, map_location=device)
-        model = model_from_checkpoint(checkpoint).to(device)
+        network = model_from_checkpoint(checkpoint).to(device)
     except (RuntimeError, AssertionError) as error:  # an unknown or absent device
         raise LenetError(f"device {device} cannot be used ({str(error).splitlines()[0]}): use cpu.") from None
     normalization = checkpoint["normalization"]
-    classes = list(checkpoint.get("classes") or [str(digit) for digit in range(10)])
-    return Predictor(model=model, mean=float(normalization["mean"]), std=float(normalization["std"]),
-                     classes=classes, device=device, checkpoint_path=path)
+    return Predictor(network=network, mean=float(normalization["mean"]), std=float(normalization["std"]),
+                     classes=classes_of(checkpoint), device=device, checkpoint_path=path,
+                     temperature=float(checkpoint.get("temperature") or 1.0), epoch=checkpoint.get("epoch"),
+                     test_accuracy=run_test_accuracy(path))
+
+
+def run_test_accuracy(checkpoint_path: Path) -> float | None:
+    """The test accuracy in metrics.json of the run a best.pt belongs to, or None."""
+    metrics = checkpoint_path.parent.parent / "metrics.json"
+    if checkpoint_path.name != "best.pt" or not metrics.is_file():
+        return None
+    try:
+        value = json.loads(metrics.read_text(encoding="utf-8")).get("test_accuracy")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 @contextlib.contextmanager
@@ -105,18 +122,19 @@ def one_thread(enabled: bool = True) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def classify(model: Predictor, inputs: Sequence[Preprocessed]) -> list[Prediction]:
+def classify(predictor: Predictor, inputs: Sequence[Preprocessed]) -> list[Prediction]:
     """Predictions for already preprocessed images, batched under inference mode."""
     predictions = []
     for start in range(0, len(inputs), BATCH_SIZE):
         chunk = inputs[start:start + BATCH_SIZE]
         batch = chunk[0].tensor if len(chunk) == 1 else torch.cat([item.tensor for item in chunk])
-        with torch.inference_mode(), one_thread(len(chunk) <= SMALL_BATCH and model.device.type == "cpu"):
-            probabilities = torch.softmax(model.model(batch.to(model.device)), dim=1).cpu()  # (B, classes)
+        with torch.inference_mode(), one_thread(len(chunk) <= SMALL_BATCH and predictor.device.type == "cpu"):
+            logits = predictor.network(batch.to(predictor.device)) / predictor.temperature
+            probabilities = torch.softmax(logits, dim=1).cpu()  # (B, classes)
         for item, row in zip(chunk, probabilities.tolist()):
             top = max(range(len(row)), key=row.__getitem__)
             unsure = row[top] < UNSURE_BELOW
-            predictions.append(Prediction(prediction=None if unsure else top, probability=row[top],
+            predictions.append(Prediction(label=None if unsure else top, probability=row[top],
                                           probabilities=row, image=item.image, unsure=unsure))
     return predictions
 
@@ -124,11 +142,11 @@ def classify(model: Predictor, inputs: Sequence[Preprocessed]) -> list[Predictio
 SINGLE_IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, torch.Tensor)
 
 
-def predict(model: Predictor, images: Sequence[ImageLike] | ImageLike) -> list[Prediction]:
+def predict(predictor: Predictor, images: Sequence[ImageLike] | ImageLike) -> list[Prediction]:
     """One Prediction per image (path, bytes, PIL image or array); PreprocessError on a bad image."""
     if isinstance(images, SINGLE_IMAGE_TYPES):
         images = [images]  # one image; an array is always one image, never a batch
-    return classify(model, [preprocess(image, model.mean, model.std) for image in images])
+    return classify(predictor, [preprocess(image, predictor.mean, predictor.std) for image in images])
 
 
 def expand_inputs(arguments: Sequence[str]) -> list[tuple[str, str | None]]:
@@ -160,11 +178,13 @@ def describe_prediction(prediction: Prediction, classes: Sequence[str]) -> str:
     return f"{classes[best]} ({probability:.1%})  top 3: {top}"
 
 
-def as_json(file: str, outcome: Prediction | str) -> dict:
-    """The --json object for one input: its prediction, or its error sentence."""
+def as_json(file: str | None, outcome: Prediction | str) -> dict:
+    """The --json object for one input: its prediction, or its error sentence (names made valid UTF-8)."""
+    file = printable(file) if file is not None else None
     if isinstance(outcome, str):
-        return {"file": file, "prediction": None, "probability": None, "probabilities": None, "error": outcome}
-    return {"file": file, "prediction": outcome.prediction, "probability": round(outcome.probability, 6),
+        return {"file": file, "prediction": None, "probability": None, "probabilities": None,
+                "error": printable(outcome)}
+    return {"file": file, "prediction": outcome.label, "probability": round(outcome.probability, 6),
             "probabilities": [round(p, 6) for p in outcome.probabilities], "error": None}
 
 
@@ -177,10 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help=f"image files ({', '.join(IMAGE_EXTENSIONS)}) or folders of them, read in sorted "
                              "order (required)")
-    parser.add_argument("--checkpoint", metavar="PATH", default=None,
-                        help="the checkpoint to use (default: best.pt of the most recent run in --runs-dir)")
-    parser.add_argument("--runs-dir", metavar="DIR", default="runs",
-                        help="where to look for the most recent run when --checkpoint is not given (default: runs)")
+    add_model_arguments(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON array with an object per input instead of lines of text (default: off)")
     return parser
@@ -189,11 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-predict` / `python -m lenet.predict`: 0 if every input was predicted, else 2."""
     args = build_parser().parse_args(argv)
-    try:
-        model = load_model(args.checkpoint, runs_dir=args.runs_dir)
-    except LenetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: predict_files(args))
+
+
+def predict_files(args: argparse.Namespace) -> int:
+    """Predict every image the arguments name, printing one line (or JSON object) per input."""
+    predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
+    print(f"using {predictor.describe()}", file=sys.stderr, flush=True)
     files = expand_inputs(args.images)
     outcomes: dict[int, Prediction | str] = {}  # by position in `files`: a prediction or an error sentence
     ready: list[tuple[int, Preprocessed]] = []
@@ -202,11 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcomes[index] = error
             continue
         try:
-            ready.append((index, preprocess(file, model.mean, model.std)))
+            ready.append((index, preprocess(file, predictor.mean, predictor.std)))
         except PreprocessError as failure:
             outcomes[index] = str(failure)
     # Every image that could be read goes through the model in one batch.
-    for (index, _), prediction in zip(ready, classify(model, [item for _, item in ready])):
+    for (index, _), prediction in zip(ready, classify(predictor, [item for _, item in ready])):
         outcomes[index] = prediction
     if args.json:
         print(json.dumps([as_json(file, outcomes[index]) for index, (file, _) in enumerate(files)], indent=2))
@@ -214,10 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for index, (file, _) in enumerate(files):
             outcome = outcomes[index]
             if isinstance(outcome, str):
-                print(f"error: {outcome}", file=sys.stderr, flush=True)
+                print_error(outcome)
             else:
-                print(f"{file}: {describe_prediction(outcome, model.classes)}", flush=True)
+                print(printable(f"{file}: {describe_prediction(outcome, predictor.classes)}"), flush=True)
     return 2 if any(isinstance(outcome, str) for outcome in outcomes.values()) else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+from benchmarks.recipes import parse_recipe
 
-from recipes import parse_recipe  # noqa: E402
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def test_recipe_overrides_are_typed_like_the_config_fields():

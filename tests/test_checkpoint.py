@@ -60,7 +60,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, content):
     if content == b"truncated":
         content = save_checkpoint(make_checkpoint(), tmp_path / "ok.pt").read_bytes()[:1000]
     path.write_bytes(content)
-    with pytest.raises(LenetError, match="corrupt|not a lenet checkpoint|refused"):
+    with pytest.raises(LenetError, match="corrupt|not a checkpoint|not a usable lenet checkpoint|refused"):
         load_checkpoint(path)
 
 
@@ -88,5 +88,5 @@ def test_checkpoint_carrying_code_is_refused_and_nothing_runs(tmp_path):
 
 def test_other_dicts_are_not_checkpoints(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(LenetError, match="not a lenet checkpoint"):
+    with pytest.raises(LenetError, match="not a usable lenet checkpoint"):
         load_checkpoint(tmp_path / "other.pt")

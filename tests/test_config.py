@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from lenet.config import Config, parse_config
+from lenet.config import Config, ConfigError, parse_config
 from lenet.errors import LenetError
 
 
@@ -19,11 +19,29 @@ def test_defaults_are_valid_and_frozen():
     ("lr", 0.0, "--lr"), ("lr", -1.0, "--lr"), ("optimizer", "rmsprop", "--optimizer"),
     ("batch_size", 0, "--batch-size"), ("epochs", 0, "--epochs"), ("schedule", "cosine", "--schedule"),
     ("device", "tpu", "--device"), ("momentum", 1.5, "--momentum"), ("dataset", "cifar", "--dataset"),
-    ("patience", -1, "--patience"), ("run_name", "a/b", "--run-name"),
+    ("patience", -1, "--patience"), ("run_name", "a/b", "--run-name"), ("lr", float("inf"), "--lr"),
+    ("lr", float("nan"), "--lr"), ("momentum", float("nan"), "--momentum"), ("batch_size", 10**6, "--batch-size"),
+    ("rotate", 90.0, "--rotate"), ("thin", 0.9, "--thin"),
 ])
-def test_invalid_values_name_the_flag(field, value, flag):
-    with pytest.raises(LenetError, match=flag):
+def test_invalid_values_name_the_field_in_python_and_the_flag_on_the_command_line(field, value, flag):
+    with pytest.raises(LenetError) as raised:
         Config(**{field: value})
+    assert str(raised.value).startswith(f"{field} ") and "--" not in str(raised.value)
+    assert isinstance(raised.value, ConfigError) and raised.value.as_flag().startswith(f"{flag} ")
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "a\\b", "c:", "", " padded", "notebooks"])
+def test_run_names_must_be_one_plain_folder(name):
+    with pytest.raises(LenetError, match="run_name"):
+        Config(run_name=name)
+    assert Config(run_name="sgd-baseline_2.v1").run_name == "sgd-baseline_2.v1"
+
+
+def test_runs_saved_before_augmentation_existed_load_without_it():
+    old = {k: v for k, v in Config().to_dict().items() if k not in ("rotate", "scale", "shear", "thicken", "thin")}
+    config = Config.from_dict(old)
+    assert (config.rotate, config.scale, config.shear, config.thicken, config.thin) == (0, 0, 0, 0, 0)
+    assert Config.from_dict(Config().to_dict()) == Config()
 
 
 def test_cli_maps_dashed_flags_onto_the_config():
@@ -37,9 +55,11 @@ def test_cli_maps_dashed_flags_onto_the_config():
 @pytest.mark.parametrize("argv, message", [
     (["--lr", "-1"], "--lr must be > 0"),
     (["--optimizer", "rmsprop"], "--optimizer must be one of adam, sgd"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be between 1 and"),
     (["--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
     (["--epochs", "ten"], "--epochs: invalid int value"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--run-name", ".."], "--run-name must be a plain folder name"),
 ])
 def test_cli_rejects_bad_flags_with_one_clear_message(argv, message):
     result = subprocess.run([sys.executable, "-m", "lenet.train", *argv], capture_output=True, text=True)

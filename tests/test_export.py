@@ -118,7 +118,7 @@ def corrupt_checkpoint(tiny_checkpoint, tmp_path) -> Path:
 
 @pytest.mark.parametrize("case, message", [
     ("missing checkpoint", "no checkpoint at"),
-    ("corrupt checkpoint", "is corrupt or not a checkpoint"),
+    ("corrupt checkpoint", "is corrupt or truncated"),
     ("unknown format", "unknown format 'tflite': use one of onnx, torchscript."),
     ("output is a folder", "is a folder: pass a file name such as"),
     ("output under a file", "part of its folder path is a file, not a folder"),

@@ -16,9 +16,10 @@ from lenet.checkpoint import save_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError
 from lenet.model import LeNet5
-from lenet.predict import Prediction, Predictor, find_latest_checkpoint, load_model, main, predict
+from lenet.cli import default_checkpoint
+from lenet.predict import Prediction, Predictor, load_model, main, predict
 
-NO_MODEL = "no trained model in runs/: run `make train` first or pass --checkpoint"
+NO_MODEL = "no completed training run in runs/: train one with `make train` (or lenet-train), or pass --checkpoint"
 JSON_KEYS = {"file", "prediction", "probability", "probabilities", "error"}
 
 
@@ -166,23 +167,36 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 not really a checkpoint")
     assert main([str(drawn_seven(tmp_path / "seven.png")), "--checkpoint", str(corrupt)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: {corrupt} is corrupt or not a checkpoint")
+    assert capsys.readouterr().err.startswith(f"error: {corrupt} is corrupt or truncated")
 
 
-def test_latest_checkpoint_is_best_pt_of_the_most_recent_run(tmp_path):
-    for name, written in (("older", 1_000_000), ("newer", 2_000_000), ("oldest", 500_000)):
-        checkpoints = tmp_path / name / "checkpoints"
+def test_default_model_is_the_newest_completed_run_never_a_notebook_run(tmp_path):
+    def run(folder, finished_at, completed=True):
+        checkpoints = folder / "checkpoints"
         checkpoints.mkdir(parents=True)
         (checkpoints / "best.pt").write_bytes(b"weights")
-        os.utime(checkpoints / "best.pt", (written, written))
-    (tmp_path / "unfinished" / "checkpoints").mkdir(parents=True)  # a run with no best.pt yet
-    assert find_latest_checkpoint(tmp_path) == tmp_path / "newer" / "checkpoints" / "best.pt"
-    with pytest.raises(LenetError, match="no trained model in .*empty/: run `make train` first"):
-        find_latest_checkpoint(tmp_path / "empty")
+        os.utime(checkpoints / "best.pt", (finished_at + 500, finished_at + 500))
+        if completed:
+            (folder / "metrics.json").write_text("{}")
+            os.utime(folder / "metrics.json", (finished_at, finished_at))
+
+    run(tmp_path / "older", 1_000_000)
+    run(tmp_path / "newer", 2_000_000)
+    run(tmp_path / "still-training", 3_000_000, completed=False)  # has best.pt but no metrics.json yet
+    run(tmp_path / "notebooks" / "lr-0.1", 4_000_000)  # a notebook's run, one level down
+    run(tmp_path / "notebooks", 5_000_000)  # even a completed run named like the notebooks' folder
+    assert default_checkpoint(tmp_path) == tmp_path / "newer" / "checkpoints" / "best.pt"
+    with pytest.raises(LenetError, match="no completed training run in .*empty/: train one with `make train`"):
+        default_checkpoint(tmp_path / "empty")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(LenetError, match="is a file, not a folder"):
+        default_checkpoint(tmp_path / "a_file")
 
 
 def test_predict_returns_probabilities_and_what_the_model_saw(tiny_checkpoint, tmp_path):
     model = load_model(tiny_checkpoint)
+    assert model.temperature > 0 and model.describe().startswith("tiny/checkpoints/best.pt (epoch ")
+    assert "% test accuracy" in model.describe() and str(tmp_path) not in model.describe()
     assert model.checkpoint_path == tiny_checkpoint and model.classes == [str(d) for d in range(10)]
     predictions = predict(model, [drawn_seven(tmp_path / "a.png"), Image.open(tmp_path / "a.png")])
     assert len(predictions) == 2
@@ -218,7 +232,7 @@ def uniform_predictor(tmp_path) -> Predictor:
 def test_a_low_top_probability_is_reported_as_unsure(tmp_path, capsys):
     model = uniform_predictor(tmp_path)
     prediction, = predict(model, [drawn_seven(tmp_path / "seven.png")])
-    assert prediction.unsure and prediction.prediction is None
+    assert prediction.unsure and prediction.label is None
     assert prediction.probability == pytest.approx(0.1)
     assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path)]) == 0
     out = capsys.readouterr().out
