@@ -64,7 +64,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only load failed" in str(error).lower():
+        # weights_only refuses a pickled object by naming its class ("Unsupported global: GLOBAL ..."); any
+        # other unpickling error means the bytes are not a pickle at all (an image, a text file...).
+        if "global" in str(error).lower():
             raise LenetError(f"refused to load {path}: it holds Python objects besides tensors (a file made to "
                              "run code looks like this; nothing in it was run): use a checkpoint written by "
                              "lenet-train.") from None

@@ -1,15 +1,14 @@
-"""Plots the notebooks share, and reading a run's TensorBoard event files back into plain Python.
+"""The plots the notebooks share: image grids, curves over several seeds, training histories,
+confusion matrices and TensorBoard-style histogram ridges.
 
-Every plotting function draws with matplotlib and returns the Figure or Axes it drew on, so a
-notebook can add to it and a test can count what is on it. Nothing here trains or changes a run.
+Every function draws with matplotlib and returns the Figure or Axes it drew on, so a notebook can add
+to it and a test can count what is on it. Nothing here trains or changes a run.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,6 +16,9 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from lenet.experiments import per_epoch
+from lenet.logs import Histogram
 
 
 def show_images(images: torch.Tensor | np.ndarray, titles: Sequence[str] | None = None, ncols: int = 10,
@@ -51,6 +53,37 @@ def plot_band(ax: Axes, x: Sequence[float], runs: np.ndarray | Sequence[Sequence
         ax.fill_between(x, runs.min(axis=0), runs.max(axis=0), color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+def plot_training_bands(results: Mapping[str, Sequence[Mapping[str, Any]]], colors: Mapping[str, str] | None = None,
+                        target: float | None = 0.99) -> Figure:
+    """Training loss, validation loss and validation accuracy per epoch: one band over seeds per label.
+
+    `results` maps a label ("adam", "1cycle") to the `fit` results of its seeds. The accuracy axis starts
+    below the lowest value drawn, so that epoch 1 is always in view; `target` draws a dotted line.
+    """
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    lowest = 100.0
+    for label, runs in results.items():
+        color = (colors or {}).get(label)
+        epochs = np.arange(1, len(runs[0]["history"]) + 1)
+        plot_band(axes[0], epochs, per_epoch(runs, "train_loss"), label, color)
+        plot_band(axes[1], epochs, per_epoch(runs, "val_loss"), label, color)
+        accuracy = per_epoch(runs, "val_accuracy") * 100
+        plot_band(axes[2], epochs, accuracy, label, color)
+        lowest = min(lowest, accuracy.min())
+    for ax, title in zip(axes, ("training loss (log scale)", "validation loss (log scale)", "validation accuracy (%)")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_yscale("log")
+    axes[1].set_yscale("log")
+    if target is not None:
+        axes[2].axhline(target * 100, color="grey", linestyle=":", linewidth=1)
+    axes[2].set_ylim(math.floor(lowest - 0.5), 100)
+    axes[2].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
 def plot_history(history: Sequence[dict[str, float]], best_epoch: int | None = None) -> Figure:
     """Train and val loss (left) and accuracy (right) per epoch, with the best epoch marked on both."""
     epochs = [record["epoch"] for record in history]
@@ -67,12 +100,6 @@ def plot_history(history: Sequence[dict[str, float]], best_epoch: int | None = N
         ax.legend()
     figure.tight_layout()
     return figure
-
-
-def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(num_classes, num_classes) counts: row = true class, column = predicted class."""
-    index = labels.long() * num_classes + predictions.long()
-    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
 def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str], ax: Axes | None = None) -> Axes:
@@ -95,68 +122,6 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: Sequence[str], ax: Axes
     colorbar = ax.figure.colorbar(image, ax=ax, label="count (log scale)", ticks=np.log1p(ticks))
     colorbar.ax.set_yticklabels([str(t) for t in ticks])
     return ax
-
-
-@dataclass
-class Histogram:
-    """One logged histogram: bucket i counts values in (limits[i-1], limits[i]]; counts[0] is the left edge."""
-
-    step: int
-    limits: np.ndarray
-    counts: np.ndarray
-    min: float
-    max: float
-    num: float
-    sum: float
-    sum_squares: float
-
-    @property
-    def mean(self) -> float:
-        """The mean of the logged values."""
-        return self.sum / self.num
-
-    @property
-    def std(self) -> float:
-        """The standard deviation of the logged values."""
-        return math.sqrt(max(self.sum_squares / self.num - self.mean ** 2, 0.0))
-
-    def on_grid(self, edges: np.ndarray) -> np.ndarray:
-        """Counts re-binned onto `edges`, spreading each bucket evenly over its width."""
-        # TensorBoard's buckets grow geometrically away from 0, so counts per bucket mislead the eye;
-        # interpolating the cumulative count onto an even grid gives comparable bars.
-        cumulative = np.cumsum(self.counts)
-        return np.diff(np.interp(edges, self.limits, cumulative, left=0.0, right=cumulative[-1]))
-
-
-def _accumulator(run_dir: str | os.PathLike):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    # size_guidance 0 keeps every event; the default samples scalars and histograms down.
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
-    accumulator.Reload()
-    return accumulator
-
-
-def read_scalars(run_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every scalar tag in a run folder's event files, as tag -> (steps, values)."""
-    accumulator = _accumulator(run_dir)
-    result = {}
-    for tag in accumulator.Tags()["scalars"]:
-        events = accumulator.Scalars(tag)
-        result[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
-    return result
-
-
-def read_histograms(run_dir: str | os.PathLike, prefix: str = "") -> dict[str, list[Histogram]]:
-    """Every histogram tag starting with `prefix` in a run folder's event files, as tag -> one Histogram per step."""
-    accumulator = _accumulator(run_dir)
-    result = {}
-    for tag in accumulator.Tags()["histograms"]:
-        if tag.startswith(prefix):
-            result[tag] = [Histogram(e.step, np.array(h.bucket_limit), np.array(h.bucket), h.min, h.max, h.num,
-                                     h.sum, h.sum_squares)
-                           for e in accumulator.Histograms(tag) for h in [e.histogram_value]]
-    return result
 
 
 def plot_histogram_ridge(histograms: Sequence[Histogram], ax: Axes | None = None, bins: int = 60,

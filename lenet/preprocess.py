@@ -1,10 +1,18 @@
 """Turning any image of a digit into the 1x1x28x28 tensor LeNet-5 expects, prepared as MNIST was made.
 
-MNIST digits are white ink on black, scaled so the longer side is 20 px (anti-aliased, so edges are
-grey), and placed in a 28x28 field with their centre of mass at the centre. A user's image is brought
-to the same form: transparency flattened, converted to grayscale, inverted when the background is
-light, cropped to the ink, scaled to 20 px, centred by centre of mass, then normalized with the
-training mean and std stored in the checkpoint.
+MNIST digits are white ink on black, drawn with one pen (strokes about 2.4 px wide), scaled so the
+longer side is 20 px (anti-aliased, so edges are grey), and placed in a 28x28 field with their centre
+of mass at the centre. A user's image is brought to the same form, one step per function:
+
+1. grayscale: transparency flattened, colour converted to luma, a large photo shrunk to WORK_SIZE;
+2. ink_on_black: the paper's light (shadows, gradients, tinted paper) fitted by a smooth surface and
+   subtracted, so the ink is white on black whether it was dark on light or light on dark;
+3. specks_removed: only the strokes are kept (hysteresis threshold, then connected components), without
+   specks, frame lines along the edge or paper texture;
+4. cropped to the ink; stroke_normalised: redrawn at 4x the final size with MNIST's pen width (a 1-px
+   line is thickened, a fat marker thinned);
+5. scaled_20px by area averaging, centred_28px by centre of mass, then normalized with the training
+   mean and std stored in the checkpoint.
 """
 
 from __future__ import annotations
@@ -21,15 +29,30 @@ import torch
 from PIL import Image, ImageChops, ImageOps
 
 from lenet.errors import LenetError
+from lenet.files import require_regular_file
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding: about 160 MB as RGBA
-FORMATS = "PNG, JPEG, BMP, GIF, WebP or TIFF"
+IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, WebP or TIFF"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DIGIT_SIZE = 20  # the longer side of the digit inside the 28x28 field, as in MNIST
 FIELD_SIZE = 28
 CENTRE = 14.0  # where MNIST puts the centre of mass (its mean over the training set is 14.0, 14.0)
-INK_THRESHOLD = 0.1  # after contrast stretching, fainter pixels are paper texture or JPEG noise
 MIN_CONTRAST = 0.1  # ink must differ from the background by at least this much (about 25 grey levels)
+
+WORK_SIZE = 256  # a larger image is shrunk so its longer side is this (a digit needs far fewer pixels)
+SURFACE_SAMPLES = 48  # the paper's light is fitted on about this many points a side
+SURFACE_DEGREE = 2  # a quadratic surface follows vignetting, gradients and soft shadows, never strokes
+NOISE_FLOOR = 0.01  # below this the paper counts as noise-free (a digital drawing): about 2.5 grey levels
+INK_HIGH = 0.5  # a stroke holds ink at least this strong (a fraction of the strongest ink)...
+INK_LOW = 0.25  # ...and extends through pixels at least this strong (or NOISE_SIGMAS above the noise)
+NOISE_SIGMAS = 4.0
+SPECK_FRACTION = 0.02  # a blob under this share of the digit's ink is a speck, wherever it is
+STRAY_FRACTION = 0.15  # a blob under this share that lies away from the digit is stray ink too
+FRAME_SPAN = 0.9  # a line across this share of the image, inside the border band, is a frame or an edge
+FRAME_BAND = 0.1
+SUPERSAMPLE = 4  # strokes are redrawn at 4x the final size, then area-averaged: MNIST-like grey edges
+STROKE_WIDTH = 3.1  # MNIST's median pen in px of the 20 px digit, as stroke_width measures it here (5,000 digits)
+STROKE_RANGE = (2.3, 4.0)  # widths left as drawn: MNIST's 10th to 90th percentile, measured the same way
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
 
@@ -56,10 +79,13 @@ def open_image(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
             raise PreprocessError("the image data is empty (0 bytes): pass the bytes of a saved image.")
         return decode(io.BytesIO(source), "the image data")
     path = Path(source)
-    if not path.exists():
-        raise PreprocessError(f"{path} does not exist: check the path.")
     if path.is_dir():
         raise PreprocessError(f"{path} is a folder, not an image: pass an image file.")
+    try:
+        # A FIFO would block forever and /dev/zero never ends: only a regular file is opened.
+        require_regular_file(path, "digit image")
+    except LenetError as error:
+        raise PreprocessError(str(error)) from None
     if path.stat().st_size == 0:
         raise PreprocessError(f"{path} is empty (0 bytes): save the image again.")
     try:
@@ -80,8 +106,12 @@ def decode(file, name: str) -> Image.Image:
         raise PreprocessError(f"{name} is too large (over {MAX_PIXELS // 1_000_000} megapixels): "
                               "shrink it first.") from None
     except Exception:  # UnidentifiedImageError, or a plugin that chokes on a malformed header
-        raise PreprocessError(f"{name} is not an image Pillow can read: use {FORMATS}.") from None
+        raise PreprocessError(f"{name} is not an image Pillow can read: use {IMAGE_FORMATS}.") from None
     check_size(image.size, name)  # from the header, before any pixel is decoded
+    if image.format == "JPEG" and max(image.size) > 2 * WORK_SIZE:
+        # A phone photo is decoded at 1/2, 1/4 or 1/8 scale (still above WORK_SIZE): several times faster.
+        scale = max(image.size) / WORK_SIZE
+        image.draft(image.mode, (round(image.width / scale), round(image.height / scale)))
     try:
         image.load()  # an animated image stays on its first frame
     except MemoryError:
@@ -107,7 +137,7 @@ def describe(source: ImageLike) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else "the image"
 
 
-def to_grayscale(image: ImageLike) -> np.ndarray:
+def to_grayscale(image: ImageLike, name: str = "the image") -> np.ndarray:
     """Any image-like as a 2-D float32 array in [0, 1], transparency flattened onto the background."""
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
@@ -118,20 +148,27 @@ def to_grayscale(image: ImageLike) -> np.ndarray:
         image = Image.fromarray(image)  # an 8-bit LA, RGB or RGBA canvas: Pillow does the channel maths in C
     image = open_image(image)
     mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode in ("PA", "La", "RGBa"):  # palette with alpha, premultiplied alpha: straight RGBA first
-        image = image.convert("RGBA")
-    mode = image.mode
-    if mode in ("RGBA", "LA"):
-        image = flatten_alpha(image)
-    elif mode.startswith("I;16"):
-        return np.asarray(image, dtype=np.float32) * (1 / 65535.0)
-    elif mode in ("I", "F"):
-        return array_to_grayscale(np.asarray(image))
-    elif mode != "L":
-        image = image.convert("L")  # RGB, CMYK, YCbCr, 1...: ITU-R 601-2 luma
-    return np.asarray(image, dtype=np.float32) * (1 / 255.0)
+    try:
+        if mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif mode in ("PA", "La", "RGBa"):  # palette with alpha, premultiplied alpha: straight RGBA first
+            image = image.convert("RGBA")
+        elif mode == "LAB":  # Pillow cannot convert LAB, but its L channel is the lightness itself
+            image = image.getchannel("L")
+        mode = image.mode
+        if mode in ("RGBA", "LA"):
+            image = flatten_alpha(image)
+        elif mode.startswith("I;16"):
+            return np.asarray(image, dtype=np.float32) * (1 / 65535.0)
+        elif mode in ("I", "F"):
+            return array_to_grayscale(np.asarray(image))
+        elif mode != "L":
+            image = image.convert("L")  # RGB, CMYK, YCbCr, HSV, 1...: ITU-R 601-2 luma
+        return np.asarray(image, dtype=np.float32) * (1 / 255.0)
+    except (ValueError, OSError, TypeError, KeyError) as error:  # a mode Pillow reads but cannot convert
+        raise PreprocessError(f"{name} has the colour mode {mode}, which cannot be converted to grayscale "
+                              f"({str(error).splitlines()[0] if str(error) else type(error).__name__}): "
+                              "save it as an RGB or grayscale image.") from None
 
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
@@ -191,20 +228,190 @@ def scale_to_unit(array: np.ndarray) -> np.ndarray:
     return np.clip(pixels, 0.0, 1.0)
 
 
-def ink_on_black(gray: np.ndarray, name: str = "the image") -> np.ndarray:
-    """White ink on black in [0, 1]: inverted if the background is light, background subtracted, stretched."""
-    border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
-    background = float(np.median(border))
-    light_background = background > 0.5
-    # Paper is rarely pure white and ink rarely pure black: map the background to 0 and the strongest ink to 1.
-    contrast = background - float(gray.min()) if light_background else float(gray.max()) - background
-    if contrast < MIN_CONTRAST:
+def shrink_to_working_size(gray: np.ndarray, size: int = WORK_SIZE) -> tuple[np.ndarray, int]:
+    """`gray` averaged over k x k blocks so its longer side is at most `size` px; and k (1: unchanged).
+
+    A k-fold shrink leaves a 1-px stroke with 1/k of its contrast: faint, but still there.
+    """
+    height, width = gray.shape
+    factor = -(-max(height, width) // size)  # ceiling division
+    if factor == 1:
+        return gray, 1
+    # The last (height % factor) rows and columns, under one working pixel, are dropped.
+    blocks = gray[:height - height % factor, :width - width % factor]
+    rows = blocks.reshape(height // factor, factor, -1).mean(axis=1)
+    return rows.reshape(height // factor, -1, factor).mean(axis=2), factor
+
+
+def paper_surface(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness under the ink, as a smooth surface.
+
+    A polynomial fitted to a grid of samples, refitted a few times without the samples far from it (the
+    ink, either dark or light): it follows uneven light and coloured gradients but never a stroke, however
+    thick. A hard-edged shadow is beyond it; its edge is left to the component step.
+    """
+    height, width = gray.shape
+    sample_rows = np.unique(np.linspace(0, height - 1, min(height, SURFACE_SAMPLES)).round().astype(int))
+    sample_cols = np.unique(np.linspace(0, width - 1, min(width, SURFACE_SAMPLES)).round().astype(int))
+    row_axis = np.linspace(-1, 1, height, dtype=np.float32)
+    col_axis = np.linspace(-1, 1, width, dtype=np.float32)
+    rows, cols = np.meshgrid(row_axis[sample_rows], col_axis[sample_cols], indexing="ij")
+    terms = [(i, j) for i in range(SURFACE_DEGREE + 1) for j in range(SURFACE_DEGREE + 1 - i)]
+    design = np.stack([(rows ** i * cols ** j).ravel() for i, j in terms], axis=1).astype(np.float64)
+    samples = gray[np.ix_(sample_rows, sample_cols)]
+    values = samples.ravel().astype(np.float64)
+    # Start flat at the border's median: the paper, even where a big or tightly cropped digit is most of
+    # the image. Then let the fit bend to the paper's light.
+    border = np.concatenate([samples[0], samples[-1], samples[1:-1, 0], samples[1:-1, -1]])
+    fitted = np.full_like(values, np.median(border))
+    coefficients = None
+    spread = max(NOISE_FLOOR, 1.4826 * float(np.median(np.abs(border - np.median(border)))))
+    paper = np.abs(values - fitted) <= 3 * spread
+    for _ in range(4):
+        if paper.sum() <= 2 * len(terms):  # too few paper samples to bend the surface (a tiny image)
+            break
+        # Normal equations: a 6x6 solve (LAPACK's full least squares spawns threads, slow on a busy CPU).
+        kept = design[paper]
+        coefficients = np.linalg.lstsq(kept.T @ kept, kept.T @ values[paper], rcond=None)[0]
+        fitted = design @ coefficients
+        residual = np.abs(values - fitted)
+        spread = max(NOISE_FLOOR, 1.4826 * float(np.median(residual[paper])))
+        refit = residual <= 3 * spread
+        if np.array_equal(refit, paper):
+            break
+        paper = refit
+    if coefficients is None:
+        return np.full((height, width), np.float32(np.median(border)))
+    # On the full grid: (row powers) @ (coefficients by power) @ (column powers), no (pixels x terms) matrix.
+    by_power = np.zeros((SURFACE_DEGREE + 1, SURFACE_DEGREE + 1), np.float32)
+    for (i, j), coefficient in zip(terms, coefficients):
+        by_power[i, j] = coefficient
+    powers = np.arange(SURFACE_DEGREE + 1)
+    return ((row_axis[:, None] ** powers) @ by_power @ (col_axis[:, None] ** powers).T).astype(np.float32)
+
+
+def pixel_noise(gray: np.ndarray, floor: float = NOISE_FLOOR) -> float:
+    """The std of the pixel-to-pixel noise (sensor, JPEG, paper grain), from neighbours' differences."""
+    if gray.shape[1] < 2:
+        return floor
+    # Strokes' edges are few: the median difference of neighbours is the noise's, times sqrt(2).
+    differences = np.abs(np.diff(gray[::2], axis=1))  # every other row is plenty
+    return max(floor, 1.4826 * float(np.median(differences)) / np.sqrt(2))
+
+
+def ink_on_black(gray: np.ndarray, name: str = "the image", shrink: int = 1) -> np.ndarray:
+    """White ink on black in [0, 1]: the paper's light subtracted, inverted if the ink is dark, stretched.
+
+    `shrink` is how many times the image was shrunk (see shrink_to_working_size): a thin stroke keeps
+    1/shrink of its contrast, so the tests for blank paper and for noise are that much finer.
+    """
+    residual = gray - paper_surface(gray)
+    noise = pixel_noise(gray, NOISE_FLOOR / shrink)
+    # Ink is on one side of the paper and noise on both: the side with more mass beyond the noise is ink.
+    margin = NOISE_SIGMAS * noise
+    dark_mass = float(np.maximum(-residual - margin, 0).sum())
+    light_mass = float(np.maximum(residual - margin, 0).sum())
+    ink = -residual if dark_mass >= light_mass else residual
+    contrast = float(ink.max())
+    if contrast < max(MIN_CONTRAST / shrink, 2 * margin):
         raise PreprocessError(f"{name} is blank, no ink found: draw or photograph a digit "
                               "(dark on light or light on dark).")
-    ink = (background - gray) if light_background else (gray - background)  # inverts a light background
-    ink *= 1.0 / contrast
-    ink[ink < INK_THRESHOLD] = 0.0
+    ink = np.clip(ink * (1.0 / contrast), 0.0, 1.0)
+    ink[ink < margin / contrast] = 0.0  # paper texture and JPEG noise
     return ink
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean mask: labels 1..count (0 off the mask), and count.
+
+    Works on runs of ink along each row (a digit has a few hundred), joining runs that touch a run of
+    the row above, with a vectorised union-find: no per-pixel Python loop.
+    """
+    height, width = mask.shape
+    padded = np.zeros((height, width + 2), np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    run_rows, run_starts = np.nonzero(edges == 1)
+    run_ends = np.nonzero(edges == -1)[1]  # exclusive; runs come out row by row, left to right
+    count = len(run_rows)
+    labels = np.zeros((height, width), np.int32)
+    if count == 0:
+        return labels, 0
+    stride = width + 2
+    start_keys = run_rows * stride + run_starts
+    end_keys = run_rows * stride + run_ends
+    # The runs of the row above that touch run i (diagonals included) are a contiguous range [first, last).
+    above = (run_rows - 1) * stride
+    first = np.searchsorted(end_keys, above + run_starts, side="left")
+    last = np.searchsorted(start_keys, above + run_ends, side="right")
+    touching = np.maximum(last - first, 0)
+    lower = np.repeat(np.arange(count), touching)
+    offsets = np.arange(touching.sum()) - np.repeat(np.cumsum(touching) - touching, touching)
+    upper = np.repeat(first, touching) + offsets
+    parent = np.arange(count)
+    while True:
+        root_lower, root_upper = parent[lower], parent[upper]
+        if np.array_equal(root_lower, root_upper):
+            break
+        smaller = np.minimum(root_lower, root_upper)
+        np.minimum.at(parent, root_lower, smaller)
+        np.minimum.at(parent, root_upper, smaller)
+        while True:  # point every run straight at its root
+            grandparent = parent[parent]
+            if np.array_equal(grandparent, parent):
+                break
+            parent = grandparent
+    roots, run_labels = np.unique(parent, return_inverse=True)
+    lengths = run_ends - run_starts
+    pixel_rows = np.repeat(run_rows, lengths)
+    pixel_cols = np.repeat(run_starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
+                                                                                          lengths))
+    labels[pixel_rows, pixel_cols] = np.repeat(run_labels + 1, lengths)
+    return labels, len(roots)
+
+
+def remove_specks(ink: np.ndarray) -> np.ndarray:
+    """Only the digit's strokes: faint texture, isolated specks and frame lines along the border set to 0.
+
+    A stroke is a connected blob of ink above INK_LOW that reaches INK_HIGH somewhere (hysteresis, so a
+    pencil line that fades stays whole). Of those, the frame lines (long and thin, inside the border
+    band) go, then every blob that is tiny beside the digit or small and away from it.
+    """
+    height, width = ink.shape
+    labels, count = label_components(ink >= INK_LOW)
+    strong = np.unique(labels[ink >= INK_HIGH])
+    strong = strong[strong > 0]
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
+    rows, cols = np.nonzero(labels)
+    blob = labels[rows, cols]
+    top = np.full(count + 1, height)
+    left = np.full(count + 1, width)
+    bottom = np.full(count + 1, -1)
+    right = np.full(count + 1, -1)
+    np.minimum.at(top, blob, rows)
+    np.maximum.at(bottom, blob, rows)
+    np.minimum.at(left, blob, cols)
+    np.maximum.at(right, blob, cols)
+
+    # A frame (a drawn border, the paper's edge, a scanner's shadow) runs along a side, inside the border band.
+    band_rows, band_cols = max(1, round(FRAME_BAND * height)), max(1, round(FRAME_BAND * width))
+    inside = np.bincount(labels[band_rows:-band_rows, band_cols:-band_cols].ravel(), minlength=count + 1)
+    long = ((right - left + 1 >= FRAME_SPAN * width) | (bottom - top + 1 >= FRAME_SPAN * height))
+    frame = long & (inside == 0)
+    candidates = [index for index in strong if not frame[index]] or list(strong)
+    candidates.sort(key=lambda index: -mass[index])
+    total = sum(mass[index] for index in candidates)
+    main = candidates[0]
+    # The digit's box, widened by a quarter of its size: a detached stroke of the digit lies inside.
+    margin = max(bottom[main] - top[main], right[main] - left[main]) / 4
+    box = (top[main] - margin, left[main] - margin, bottom[main] + margin, right[main] + margin)
+    kept = np.zeros(count + 1, bool)
+    for index in candidates:
+        share = mass[index] / total
+        near = (top[index] >= box[0] and left[index] >= box[1] and bottom[index] <= box[2]
+                and right[index] <= box[3])
+        kept[index] = index == main or (share >= SPECK_FRACTION and (near or share >= STRAY_FRACTION))
+    return np.where(kept[labels], ink, np.float32(0.0))
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:
@@ -214,13 +421,110 @@ def crop_to_ink(ink: np.ndarray) -> np.ndarray:
     return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
+def neighbour(mask: np.ndarray, row_step: int, col_step: int) -> np.ndarray:
+    """`mask` shifted so each pixel holds its neighbour at (row_step, col_step); False past the edge."""
+    height, width = mask.shape
+    shifted = np.zeros_like(mask)
+    shifted[max(-row_step, 0):height - max(row_step, 0), max(-col_step, 0):width - max(col_step, 0)] = \
+        mask[max(row_step, 0):height - max(-row_step, 0), max(col_step, 0):width - max(-col_step, 0)]
+    return shifted
+
+
+CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+SQUARE = CROSS + ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+def dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """Grow `mask` by `steps` px, alternating cross and square steps so it grows about as a disc."""
+    for step in range(steps):
+        grown = mask.copy()
+        for row_step, col_step in SQUARE if step % 2 else CROSS:
+            grown |= neighbour(mask, row_step, col_step)
+        mask = grown
+    return mask
+
+
+def erode(mask: np.ndarray, square: bool) -> np.ndarray:
+    """`mask` less every pixel with a neighbour off it (4 neighbours, or all 8 if `square`)."""
+    eroded = mask.copy()
+    for row_step, col_step in SQUARE if square else CROSS:
+        eroded &= neighbour(mask, row_step, col_step)
+    return eroded
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """The typical stroke width of a boolean drawing, in px (2 for anything 2 px or thinner).
+
+    Each erosion takes about 1 px off every side. Modelling the ink as one long stroke (length L, width
+    w), half its area is gone after k erosions when (L - 2k)(w - 2k) = Lw / 2; counting k (interpolated)
+    gives L + w, and with the area Lw, w itself, for a long thin pen or a short fat marker alike.
+    """
+    area = [int(mask.sum())]
+    steps = 0
+    while area[-1] > area[0] / 2:
+        mask = erode(mask, square=steps % 2 == 1)
+        steps += 1
+        area.append(int(mask.sum()))
+    before, after = area[-2], area[-1]
+    half = steps - 1 + (before - area[0] / 2) / max(before - after, 1)  # erosions to half the area
+    length_plus_width = (area[0] / 2 + 4 * half * half) / (2 * half)
+    return (length_plus_width - np.sqrt(max(0.0, length_plus_width ** 2 - 4 * area[0]))) / 2
+
+
+def resize_ink(ink: np.ndarray, size: int) -> np.ndarray:
+    """`ink` with its longer side `size` px: bilinear, after a max-pool when shrinking, so a thin line survives."""
+    height, width = ink.shape
+    factor = int(max(height, width) // size)
+    if factor >= 2:  # each factor x factor block keeps its strongest ink
+        ink = np.pad(ink, ((0, -height % factor), (0, -width % factor)))
+        ink = ink.reshape(ink.shape[0] // factor, factor, ink.shape[1] // factor, factor).max(axis=(1, 3))
+        height, width = ink.shape
+    scale = size / max(height, width)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(ink), mode="F").resize(new_size,
+                                                                                  Image.Resampling.BILINEAR))
+
+
+def normalise_stroke(cropped: np.ndarray) -> np.ndarray:
+    """The digit redrawn at SUPERSAMPLE x DIGIT_SIZE px with MNIST's pen: a 0/1 float image.
+
+    A stroke thinner than STROKE_RANGE is dilated and a thicker one eroded to STROKE_WIDTH (measured
+    after the final scaling); strokes within the range are left as drawn.
+    """
+    size = SUPERSAMPLE * DIGIT_SIZE
+    resized = resize_ink(cropped, size)
+    mask = resized >= INK_LOW
+    if not mask.any():  # a wisp of ink that vanished in the resize: keep its strongest pixels
+        mask = resized >= resized.max()
+    width = stroke_width(mask) / SUPERSAMPLE  # in px of the final 20 px digit
+    if STROKE_RANGE[0] <= width <= STROKE_RANGE[1]:
+        return mask.astype(np.float32)
+    # n px off (or onto) each side of every stroke also shortens (or lengthens) the digit by 2n, which the
+    # final scaling to DIGIT_SIZE takes back: solve (w - 2n) / (size - 2n) = STROKE_WIDTH / DIGIT_SIZE.
+    steps = round((DIGIT_SIZE * width * SUPERSAMPLE - size * STROKE_WIDTH) / (2 * DIGIT_SIZE - 2 * STROKE_WIDTH))
+    if steps < 0:
+        mask = dilate(np.pad(mask, -steps), -steps)
+    else:
+        for step in range(steps):  # erosion thins a fat stroke evenly (it may cut a much thinner part)
+            eroded = erode(mask, square=step % 2 == 1)
+            if not eroded.any():
+                break
+            mask = eroded
+    return crop_to_ink(mask).astype(np.float32)
+
+
 def scale_longer_side(ink: np.ndarray, size: int = DIGIT_SIZE) -> np.ndarray:
     """Resize so the longer side is `size` px, keeping the aspect ratio, with anti-aliasing; peak set to 1."""
     height, width = ink.shape
     scale = size / max(height, width)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))  # PIL wants (width, height)
-    # Area averaging turns a thin stroke into grey edges, as MNIST's anti-aliasing did; it never overshoots.
-    scaled = np.asarray(Image.fromarray(ink, mode="F").resize(new_size, Image.Resampling.BOX))
+    # The shorter side is padded with black to a whole number of output px, so a narrow '1' keeps its
+    # stroke width instead of being stretched to fill its last pixel.
+    new_size = (max(1, int(np.ceil(width * scale - 1e-6))), max(1, int(np.ceil(height * scale - 1e-6))))
+    padded = (round(new_size[1] / scale), round(new_size[0] / scale))
+    pad_rows, pad_cols = max(0, padded[0] - height), max(0, padded[1] - width)
+    ink = np.pad(ink, ((pad_rows // 2, pad_rows - pad_rows // 2), (pad_cols // 2, pad_cols - pad_cols // 2)))
+    # Area averaging turns a sharp stroke edge into grey, as MNIST's anti-aliasing did; it never overshoots.
+    scaled = np.asarray(Image.fromarray(ink.astype(np.float32)).resize(new_size, Image.Resampling.BOX))
     peak = scaled.max()
     # A thin pen shrunk tenfold becomes faint; MNIST strokes always reach full white.
     return scaled * (1.0 / peak) if peak > 0 else scaled
@@ -244,22 +548,30 @@ def centre_by_mass(digit: np.ndarray, size: int = FIELD_SIZE) -> np.ndarray:
     return field
 
 
+STAGES = ("raw", "grayscale", "ink_on_black", "specks_removed", "cropped", "stroke_normalised", "scaled_20px",
+          "centred_28px")
+
+
 def preprocess_steps(image: ImageLike) -> dict[str, Image.Image | np.ndarray]:
-    """Every stage, in order: "raw", "grayscale_inverted", "cropped", "scaled_20px", "centred_28px".
+    """Every stage, in the order of STAGES: "raw", "grayscale", "ink_on_black", ... "centred_28px".
 
     "raw" is the image as opened (a PIL image, or the array given); the others are float32 arrays in
-    [0, 1], white ink on black.
+    [0, 1]: "grayscale" as the image looks (at most WORK_SIZE px a side), the rest white ink on black.
     """
+    name = describe(image)
     raw = image if isinstance(image, (np.ndarray, torch.Tensor)) else open_image(image)
-    inverted = ink_on_black(to_grayscale(raw), describe(image))
-    cropped = crop_to_ink(inverted)
-    scaled = scale_longer_side(cropped)
-    return {"raw": raw, "grayscale_inverted": inverted, "cropped": cropped, "scaled_20px": scaled,
-            "centred_28px": centre_by_mass(scaled)}
+    gray, shrink = shrink_to_working_size(to_grayscale(raw, name))
+    ink = ink_on_black(gray, name, shrink)
+    strokes = remove_specks(ink)
+    cropped = crop_to_ink(strokes)
+    redrawn = normalise_stroke(cropped)
+    scaled = scale_longer_side(redrawn)
+    return {"raw": raw, "grayscale": gray, "ink_on_black": ink, "specks_removed": strokes, "cropped": cropped,
+            "stroke_normalised": redrawn, "scaled_20px": scaled, "centred_28px": centre_by_mass(scaled)}
 
 
 def preprocess(image: ImageLike, mean: float, std: float) -> Preprocessed:
     """Any image-like (path, bytes, PIL image, 2-D or RGB(A) array) -> the model's normalized input."""
-    digit = centre_by_mass(scale_longer_side(crop_to_ink(ink_on_black(to_grayscale(image), describe(image)))))
+    digit = preprocess_steps(image)["centred_28px"]
     tensor = torch.from_numpy((digit - mean) * (1.0 / std)).view(1, 1, FIELD_SIZE, FIELD_SIZE)
     return Preprocessed(tensor=tensor, image=digit)

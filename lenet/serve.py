@@ -1,47 +1,114 @@
-"""The prediction server: a FastAPI app with POST /predict, GET /health and a drawing page at /, and `lenet-serve`.
+"""The prediction server: a FastAPI app with POST /predict, GET /health, the drawing page at / and its files
+under /static/, and `lenet-serve`.
 
 The model is loaded once, when the app is made. /predict takes the raw bytes of an image (any image/*
 content type, application/octet-stream, or none) or a multipart/form-data upload with the image in the
 field `file`, and answers like one `lenet-predict --json` object plus `image`, the 28x28 input the model
-saw as a PNG data URL. Every refusal is a 4xx answer `{"error": "<one sentence>"}`; the server keeps
-serving. Bodies are read in chunks and refused (413) as soon as they pass MAX_BODY_BYTES.
+saw as a PNG data URL. Every refusal is a 4xx or 503 answer `{"error": "<one sentence>"}`; the server
+keeps serving.
+
+What one server takes on is bounded (`ServerSettings`, one flag per field): bodies are refused (413) as
+soon as they pass 5 MB, and images whose header claims more than --max-pixels before a pixel is
+decoded, since a small PNG can unpack to hundreds of MB. At most --max-predictions images are decoded
+at once, on as many worker threads (each thread's allocator keeps what it once held, so few threads
+keep memory low); a request that waits --queue-timeout for a turn gets 503 with Retry-After. Every
+connection has deadlines for its headers and its body, uvicorn closes idle keep-alive connections and
+answers 503 past --max-connections, and on SIGTERM the server stops accepting and lets requests in
+flight finish for up to --shutdown-timeout.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import contextlib
+import copy
+import ctypes
+import functools
 import io
+import logging
 import socket
-import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from lenet.cli import add_model_arguments, printable, run_command
 from lenet.errors import LenetError
 from lenet.predict import Prediction, Predictor, as_json, load_model, predict
-from lenet.preprocess import FORMATS, PreprocessError
+from lenet.preprocess import IMAGE_FORMATS, PreprocessError, to_grayscale
 
 try:  # the serve extra is optional: the rest of the package works without it
     import uvicorn
     from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
-    from starlette.concurrency import run_in_threadpool
+    from fastapi.responses import FileResponse, JSONResponse, Response
     from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.requests import ClientDisconnect
 except ImportError as missing:
     MISSING_PACKAGE: str | None = missing.name
 else:
     MISSING_PACKAGE = None
 
+log = logging.getLogger("lenet.serve")
+
 MAX_BODY_BYTES = 5 * 1024 * 1024  # far above any digit photo; refused unread when the length is declared
-PAGE = Path(__file__).with_name("static") / "index.html"
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers; uvicorn answers 400 past it
+RELEASE_ABOVE_PIXELS = 1_000_000  # after a larger image, freed memory is handed back to the system
+STATIC = Path(__file__).with_name("static")
+CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+                 ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
 UPLOAD_FIELD = "file"
 ACCEPTED = (f"send the image's bytes as image/png, image/jpeg (any image/* type) or application/octet-stream, "
             f"or a multipart/form-data upload with the image in the field '{UPLOAD_FIELD}'")
+
+try:  # glibc keeps freed memory in per-thread arenas; malloc_trim hands it back (other C libraries lack it)
+    MALLOC_TRIM: Callable[[int], int] | None = ctypes.CDLL(None).malloc_trim
+except (OSError, AttributeError, TypeError):
+    MALLOC_TRIM = None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What one server takes on at once and how long it waits; each field is the `lenet-serve` flag of that name."""
+
+    max_pixels: int = 16_000_000
+    """Images whose header claims more pixels are refused (413) undecoded; a 12 MP phone photo fits."""
+    max_predictions: int = 2
+    """Images decoded and predicted at once, each on its own worker thread; memory grows with this."""
+    queue_timeout: float = 3.0
+    """Seconds a request waits for a free prediction before it gets 503 with Retry-After."""
+    max_connections: int = 128
+    """Open connections (uvicorn's limit_concurrency); a request on one more gets uvicorn's 503."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send a request's line and headers (after opening, or after an answer)."""
+    body_timeout: float = 20.0
+    """Seconds a request has to send its whole body once its headers are in (5 MB in 20 s is 250 KB/s)."""
+    keep_alive_timeout: float = 5.0
+    """Seconds an idle keep-alive connection stays open (uvicorn's timeout_keep_alive)."""
+    shutdown_timeout: float = 30.0
+    """On SIGTERM or Ctrl+C, seconds requests in flight have to finish; later ones get 503."""
+    allow_origins: tuple[str, ...] = ()
+    """Web origins (https://host:port) whose pages may call the API from a browser; none sends no CORS header."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Request bodies over this many bytes are refused (413); not a flag."""
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name != "allow_origins" and not value > 0:  # max_body_bytes has no flag, but the name reads
+                raise LenetError(f"--{field.name.replace('_', '-')} must be above 0, got {value}.")
+        for origin in self.allow_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise LenetError(f"--allow-origin {origin} is not a web origin: pass one like "
+                                 "https://example.org or http://localhost:3000, or *.")
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -57,19 +124,108 @@ def answer(model: Predictor, image: bytes, file: str | None) -> dict[str, Any]:
     return {**as_json(file, prediction), "image": png_data_url(prediction.image)}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it passes `limit` bytes (declared or actually sent)."""
+def answer_and_release(model: Predictor, image: bytes, file: str | None, pixels: int) -> dict[str, Any]:
+    """`answer`, then hand the memory a large image took back to the system."""
+    try:
+        return answer(model, image, file)
+    finally:
+        if pixels > RELEASE_ABOVE_PIXELS:
+            release_memory()
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system, which glibc would otherwise keep for the thread that freed it."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
+
+
+def check_header(image: bytes, max_pixels: int) -> int:
+    """The image's pixel count, read from its header before any pixel is decoded.
+
+    HTTPException 413 over `max_pixels`, 400 for a colour mode the preprocessing cannot convert; 0 if
+    Pillow cannot read the header at all (then `predict` says why, in lenet-predict's words).
+    """
+    too_many = (f"over this server's limit of {max_pixels / 1e6:g} megapixels: shrink it (a few hundred pixels "
+                "a side is plenty for a digit).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(image))  # reads the header only
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours: the header alone gives it away
+        raise HTTPException(413, f"the image's header claims {too_many}") from None
+    except Exception:
+        return 0
+    with opened:
+        (width, height), mode = opened.size, opened.mode
+    if width * height > max_pixels:
+        raise HTTPException(413, f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), "
+                                 f"{too_many}")
+    if not convertible(mode):
+        raise HTTPException(400, f"the image's colour mode {printable(mode)} cannot be read as a digit: save it "
+                                 f"as an RGB or grayscale image ({IMAGE_FORMATS}).")
+    return width * height
+
+
+@functools.lru_cache(maxsize=None)
+def convertible(mode: str) -> bool:
+    """Whether lenet's preprocessing turns an image in this Pillow mode into grayscale (tried on 2x2 pixels)."""
+    try:
+        to_grayscale(Image.new(mode, (2, 2)))
+    except Exception:  # ValueError "conversion from LAB to RGB not supported", or a mode Pillow cannot make
+        return False
+    return True
+
+
+class PredictionSlots:
+    """At most `size` predictions at once, on `size` worker threads; a request waits `wait` s for a turn, then 503."""
+
+    def __init__(self, size: int, wait: float) -> None:
+        self.size, self.wait = size, wait
+        self.free = asyncio.Semaphore(size)
+        self.workers = ThreadPoolExecutor(size, thread_name_prefix="predict")
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """`function(*args)` on a worker thread once a slot is free."""
+        try:
+            await asyncio.wait_for(self.free.acquire(), self.wait)
+        except TimeoutError:
+            raise HTTPException(503, f"the server is busy: {self.size} predictions are running and this request "
+                                     f"waited {self.wait:g} s for a turn; try again in a moment.",
+                                headers={"Retry-After": "1"}) from None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.workers, functools.partial(function, *args))
+        finally:
+            self.free.release()
+
+    def close(self) -> None:
+        self.workers.shutdown(wait=False)
+
+
+def client_name(request: Request) -> str:
+    """host:port of the client, for log lines."""
+    return f"{request.client.host}:{request.client.port}" if request.client else "a client"
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body; 413 once it passes `limit` bytes (declared or sent), 408 if it takes over `timeout` s."""
     too_large = HTTPException(413, f"the request body is over the {limit / 2**20:g} MB limit: send a smaller "
                                    "image (a few hundred pixels a side is plenty for a digit).")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large  # refused before a byte of it is read
     chunks, size = [], 0
-    async for chunk in request.stream():  # a chunked upload declares no length: count as it arrives
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():  # a chunked upload declares no length: count as it arrives
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        log.info("%s sent %d bytes of its body in %g s; answered 408 and closed the connection",
+                 client_name(request), size, timeout)
+        raise HTTPException(408, f"the request body did not arrive within {timeout:g} s ({size} bytes came): send "
+                                 "the image in one go.", headers={"Connection": "close"}) from None
     return b"".join(chunks)
 
 
@@ -92,7 +248,8 @@ async def uploaded_file(request: Request, body: bytes) -> tuple[str | None, byte
                 raise HTTPException(400, f"the upload has no file in the field '{UPLOAD_FIELD}': send it as "
                                          f"{UPLOAD_FIELD}=@digit.png (curl -F) or name the form field "
                                          f"'{UPLOAD_FIELD}'.")
-            return upload.filename, await upload.read()
+            name = printable(upload.filename) if upload.filename is not None else None
+            return name, await upload.read()
     except HTTPException as error:
         if error.status_code != 400 or error.detail.startswith("the upload"):
             raise
@@ -110,31 +267,97 @@ def error_sentence(request: Request, error: HTTPException) -> str:
     return str(error.detail)
 
 
-def create_app(model: Predictor, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The web app serving `model`: POST /predict, GET /health, and the drawing page at GET /."""
+def static_file(name: str) -> FileResponse:
+    """A file directly in lenet/static/ with its content type; 404 for anything else (no listing, nothing outside)."""
+    path = STATIC / name
+    content_type = CONTENT_TYPES.get(path.suffix.lower())
+    if content_type is None or name.startswith(".") or not path.is_file() or path.resolve().parent != STATIC.resolve():
+        raise HTTPException(404)
+    return FileResponse(path, media_type=content_type)
+
+
+class ShutdownCancellation:
+    """ASGI middleware: a request still running when the shutdown bound passes is cancelled by uvicorn; it gets a
+    503 sentence and one WARNING line instead of a 500 and a CancelledError traceback."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_and_note(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except asyncio.CancelledError:
+            client = scope.get("client") or ("a client", 0)
+            log.warning("%s:%s %s %s was still running when the server stopped (--shutdown-timeout); answered 503",
+                        *client, scope["method"], scope["path"])
+            if not started:
+                body = JSONResponse({"error": "the server stopped before this request finished: send it again "
+                                              "once the server is back."}, status_code=503,
+                                    headers={"Retry-After": "5", "Connection": "close"})
+                await body(scope, receive, send)
+
+
+def require_serve_extra() -> None:
+    """LenetError naming the missing package if the serve extra is not installed."""
     if MISSING_PACKAGE is not None:
         raise LenetError(f"serving needs {MISSING_PACKAGE}, which is not installed: pip install -e '.[serve]'.")
-    page = PAGE.read_text(encoding="utf-8")
-    # No /docs: the interactive docs load scripts from a CDN, and the API is three routes described above.
-    app = FastAPI(title="lenet", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def create_app(model: Predictor, settings: ServerSettings | None = None) -> FastAPI:
+    """The web app serving `model`: POST /predict, GET /health, the drawing page at GET / and its files in /static/."""
+    require_serve_extra()
+    settings = settings or ServerSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.slots = PredictionSlots(settings.max_predictions, settings.queue_timeout)
+        yield
+        app.state.slots.close()
+
+    # No /docs: the interactive docs load scripts from a CDN, and the API is the routes described above.
+    app = FastAPI(title="lenet", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    if settings.allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.allow_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"])
+    app.add_middleware(ShutdownCancellation)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         return JSONResponse({"error": error_sentence(request, error)}, status_code=error.status_code,
                             headers=error.headers)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, error: ClientDisconnect) -> Response:
+        log.info("%s disconnected before sending the whole request (%s %s); nothing to answer",
+                 client_name(request), request.method, request.url.path)
+        return Response(status_code=400)  # nobody is left to read it
+
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": f"the server failed on this request ({type(error).__name__}): see its log."},
                             status_code=500)
 
-    @app.get("/", response_class=HTMLResponse)
-    def index() -> str:
-        return page
+    @app.get("/")
+    def index() -> FileResponse:
+        return static_file("index.html")
+
+    @app.get("/static/{name}")
+    def static(name: str) -> FileResponse:
+        return static_file(name)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "checkpoint": str(model.checkpoint_path)}
+    async def health() -> dict[str, str]:
+        # What was loaded, not whether its file is still there: the model lives in memory.
+        return {"status": "ok", "model": model.describe(), "loaded_at": model.loaded_at}
 
     @app.post("/predict")
     async def predict_digit(request: Request) -> dict[str, Any]:
@@ -143,18 +366,89 @@ def create_app(model: Predictor, max_body_bytes: int = MAX_BODY_BYTES) -> FastAP
         multipart = media_type == "multipart/form-data"
         if not (multipart or media_type.startswith("image/") or media_type == "application/octet-stream"):
             raise HTTPException(415, f"content type {media_type or '(empty)'} is not accepted: {ACCEPTED}.")
-        body = await read_body(request, max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
         file, image = await uploaded_file(request, body) if multipart else (None, body)
         if not image:
             raise HTTPException(400, f"the {'uploaded file' if multipart else 'request body'} is empty: send the "
-                                     f"bytes of an image of a digit ({FORMATS}).")
+                                     f"bytes of an image of a digit ({IMAGE_FORMATS}).")
+        pixels = check_header(image, settings.max_pixels)
         try:
-            # Preprocessing and the forward pass are CPU work: a worker thread keeps the event loop answering.
-            return await run_in_threadpool(answer, model, image, file)
+            return await request.app.state.slots.run(answer_and_release, model, image, file, pixels)
         except PreprocessError as error:
             raise HTTPException(400, str(error)) from None
 
     return app
+
+
+def http_protocol(header_timeout: float) -> type:
+    """uvicorn's HTTP/1.1 protocol plus what it lacks: a deadline for each request's line and headers.
+
+    uvicorn's keep-alive timer stops at a connection's first byte, so a client that sends half a
+    request line, or nothing after an answer it got while its body was unread, would hold the
+    connection forever. Here the clock starts when a connection opens and after each answer, and
+    stops when the next request's headers are complete.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadlineProtocol(H11Protocol):
+        header_clock: asyncio.TimerHandle | None = None
+        waiting_cycle: object = None  # the request the clock started after; a new one stops it
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.start_header_clock()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not self.waiting_cycle:
+                self.stop_header_clock()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.cycle.response_complete:  # no pipelined request under way
+                self.start_header_clock()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.stop_header_clock()
+            super().connection_lost(exc)
+
+        def start_header_clock(self) -> None:
+            self.stop_header_clock()
+            self.waiting_cycle = self.cycle
+            self.header_clock = self.loop.call_later(header_timeout, self.headers_too_slow)
+
+        def stop_header_clock(self) -> None:
+            if self.header_clock is not None:
+                self.header_clock.cancel()
+                self.header_clock = None
+
+        def headers_too_slow(self) -> None:
+            self.header_clock = None
+            if self.transport.is_closing():
+                return
+            if self.conn.trailing_data[0]:  # part of a request came; a silent idle connection is closed quietly
+                client = "%s:%d" % self.client if self.client else "a client"
+                log.info("%s sent no complete request headers within %g s; closed the connection", client,
+                         header_timeout)
+            self.transport.close()
+
+    return HeaderDeadlineProtocol
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging setup, with this module's lines printed the same way."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["lenet"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def server_config(app: FastAPI, settings: ServerSettings, access_log: bool = True) -> uvicorn.Config:
+    """uvicorn's settings for `app`: its own timeouts and caps, and the header deadline it lacks."""
+    return uvicorn.Config(app, http=http_protocol(settings.header_timeout), ws="none", lifespan="on",
+                          log_config=log_config(), log_level="info", access_log=access_log,
+                          limit_concurrency=settings.max_connections, timeout_keep_alive=settings.keep_alive_timeout,
+                          timeout_graceful_shutdown=settings.shutdown_timeout,
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -168,41 +462,76 @@ def listen(host: str, port: int) -> socket.socket:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `lenet-serve` command line; every help text states its default."""
+    default = ServerSettings()
     parser = argparse.ArgumentParser(
         prog="lenet-serve",
         description="Serve a trained LeNet-5 over HTTP: POST an image to /predict, or open / in a browser and "
                     "draw a digit.")
-    parser.add_argument("--checkpoint", metavar="PATH", default=None,
-                        help="the checkpoint to serve (default: best.pt of the most recent run in --runs-dir)")
-    parser.add_argument("--runs-dir", metavar="DIR", default="runs",
-                        help="where to look for the most recent run when --checkpoint is not given (default: runs)")
+    add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="the address to listen on; 0.0.0.0 exposes the server to the network "
                              "(default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="the TCP port; 0 picks a free one (default: 8000)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request (default: off)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-pixels", type=int, default=default.max_pixels,
+                        help=f"refuse (413) images whose header claims more pixels, before decoding them "
+                             f"(default: {default.max_pixels})")
+    limits.add_argument("--max-predictions", type=int, default=default.max_predictions,
+                        help=f"images decoded and predicted at once; memory grows with it "
+                             f"(default: {default.max_predictions})")
+    limits.add_argument("--queue-timeout", type=float, default=default.queue_timeout,
+                        help=f"seconds a request waits for a free prediction before 503 "
+                             f"(default: {default.queue_timeout:g})")
+    limits.add_argument("--max-connections", type=int, default=default.max_connections,
+                        help=f"open connections; past them requests get 503 (default: {default.max_connections})")
+    limits.add_argument("--header-timeout", type=float, default=default.header_timeout,
+                        help=f"seconds to send a request's headers before the connection is closed "
+                             f"(default: {default.header_timeout:g})")
+    limits.add_argument("--body-timeout", type=float, default=default.body_timeout,
+                        help=f"seconds to send a request's body before 408 (default: {default.body_timeout:g})")
+    limits.add_argument("--keep-alive-timeout", type=float, default=default.keep_alive_timeout,
+                        help=f"seconds an idle connection stays open (default: {default.keep_alive_timeout:g})")
+    limits.add_argument("--shutdown-timeout", type=float, default=default.shutdown_timeout,
+                        help=f"on SIGTERM or Ctrl+C, seconds requests in flight have to finish "
+                             f"(default: {default.shutdown_timeout:g})")
+    limits.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
+                        help="let pages from this web origin call the API (CORS); repeat for more "
+                             "(default: none, no CORS header)")
     return parser
+
+
+def settings_from(args: argparse.Namespace) -> ServerSettings:
+    """The ServerSettings the flags ask for; LenetError naming the flag if one is invalid."""
+    names = {field.name for field in fields(ServerSettings)} & vars(args).keys()
+    return ServerSettings(**{name: getattr(args, name) for name in names
+                             if name != "allow_origins"}, allow_origins=tuple(args.allow_origins))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load the model and serve it until SIGTERM or Ctrl+C."""
+    require_serve_extra()
+    settings = settings_from(args)
+    model = load_model(args.checkpoint, runs_dir=args.runs_dir)
+    app = create_app(model, settings)
+    server_socket = listen(args.host, args.port)
+    # One image is too little work to split across cores; requests run in parallel threads instead.
+    torch.set_num_threads(1)
+    host, port = server_socket.getsockname()[:2]
+    url_host = f"[{host}]" if ":" in host else host
+    print(f"serving {model.describe()} at http://{url_host}:{port}/ (Ctrl+C to stop)", flush=True)
+    try:
+        uvicorn.Server(server_config(app, settings, access_log=not args.quiet)).run(sockets=[server_socket])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down gracefully
+        pass
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-serve` / `python -m lenet.serve`: serves until Ctrl+C; 2 if it cannot start."""
     args = build_parser().parse_args(argv)
-    try:
-        model = load_model(args.checkpoint, runs_dir=args.runs_dir)
-        app = create_app(model)
-        server_socket = listen(args.host, args.port)
-    except LenetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    # One image is too little work to split across cores; requests run in parallel threads instead.
-    torch.set_num_threads(1)
-    host, port = server_socket.getsockname()[:2]
-    url_host = f"[{host}]" if ":" in host else host
-    print(f"serving {model.checkpoint_path} at http://{url_host}:{port}/ (Ctrl+C to stop)", flush=True)
-    config = uvicorn.Config(app, log_level="info", access_log=not args.quiet, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[server_socket])
-    return 0
+    return run_command(lambda: serve(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

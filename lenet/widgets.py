@@ -2,189 +2,107 @@
 
 `DigitPad(predictor)` shows a 280x280 canvas, a Clear button and the model's answer: the digit, a
 bar chart of the 10 probabilities and the 28x28 image the model actually sees. `draw_and_predict()`
-loads the newest checkpoint and returns one.
+loads the newest checkpoint and returns one. With `save_dir`, the pad also shows buttons 0-9 that save
+the drawing under `<save_dir>/<digit>/`, to build a test set of your own handwriting.
 
-Why anywidget: the canvas is ~100 lines of plain ES-module JavaScript shipped inside this file, and
-anywidget (a pip package with a prebuilt JupyterLab 4 extension) runs it in JupyterLab, Notebook 7,
-VS Code and Colab with no `jupyter labextension` or npm build step. ipycanvas would also install from
-pip, but it streams drawing commands and mouse events through the kernel one by one, so a stroke is as
-smooth as the kernel is fast; here the browser draws locally and sends Python one PNG when a stroke ends.
+Why anywidget: the pad is ~150 lines of plain ES-module JavaScript (`lenet/static/pad.js`, styled by
+`pad.css`), and anywidget (a pip package with a prebuilt JupyterLab 4 extension) runs it in JupyterLab,
+Notebook 7, VS Code and Colab with no `jupyter labextension` or npm build step. ipycanvas would also
+install from pip, but it streams drawing commands and mouse events through the kernel one by one, so a
+stroke is as smooth as the kernel is fast; here the browser draws locally and sends Python one PNG when
+a stroke ends. The same two files make the page `lenet-serve` shows, so there is one pad, one brush.
 
 The browser side is thin on purpose: everything that decides what is shown (blank or not, the
-prediction, the message) happens in `DigitPad.show_drawing`, so tests drive it without a browser.
+prediction, the message, where a drawing is saved) happens here in `DigitPad`, so tests drive it without
+a browser.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import anywidget
 import numpy as np
 import traitlets
+from PIL import Image
 
 from lenet.preprocess import MIN_CONTRAST, ImageLike, PreprocessError, to_grayscale
 from lenet.predict import Predictor, load_model, predict
 
+STATIC = Path(__file__).with_name("static")
 BLANK_MESSAGE = "draw a digit"
-CANVAS_SIZE = 280
+CANVAS_SIZE = 280  # pad.js draws on a canvas this size
 # A 20 px brush on a 280 px canvas becomes a ~2 px stroke once the digit is scaled into MNIST's
 # 20 px box: as thick as MNIST's own pen. Thinner strokes fade away in the shrink.
 BRUSH_SIZE = 20
 
-ESM = f"const SIZE = {CANVAS_SIZE};\n" + """
-function render({ model, el }) {
-  el.classList.add("lenet-digit-pad");
-  el.dataset.testid = "digit-pad";
-  el.innerHTML = `
-    <div class="lenet-pad-left">
-      <canvas class="lenet-canvas" data-testid="canvas" width="${SIZE}" height="${SIZE}"></canvas>
-      <button class="lenet-clear" data-testid="clear" type="button">Clear</button>
-    </div>
-    <div class="lenet-pad-right">
-      <div class="lenet-digit" data-testid="digit"></div>
-      <div class="lenet-message" data-testid="message"></div>
-      <div class="lenet-bars" data-testid="probabilities"></div>
-      <div class="lenet-caption">what the model sees (28x28)</div>
-      <canvas class="lenet-input" data-testid="model-input" width="28" height="28"></canvas>
-    </div>`;
-  const canvas = el.querySelector(".lenet-canvas");
-  const context = canvas.getContext("2d");
-  const bars = el.querySelector(".lenet-bars");
-  for (let k = 0; k < 10; k++) {
-    bars.insertAdjacentHTML("beforeend",
-      `<div class="lenet-bar" data-testid="bar-${k}"><div class="lenet-bar-fill"></div><span>${k}</span></div>`);
-  }
 
-  // The canvas is filled white rather than left transparent, so the PNG is black ink on white.
-  function wipe() {
-    context.fillStyle = "white";
-    context.fillRect(0, 0, SIZE, SIZE);
-  }
-  wipe();
+def png_bytes(image: np.ndarray) -> bytes:
+    """A 2-D float image in [0, 1] as an 8-bit grayscale PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.asarray(image) * 255).clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
-  // The stroke in progress is redrawn whole from its points on every move, over a snapshot of the
-  // canvas taken when it began: drawing it segment by segment would leave a bead at every joint.
-  let points = null;
-  let before = null;
-  function point(event) {
-    const box = canvas.getBoundingClientRect();
-    return [(event.clientX - box.left) * SIZE / box.width, (event.clientY - box.top) * SIZE / box.height];
-  }
-  function drawStroke() {
-    context.putImageData(before, 0, 0);
-    context.strokeStyle = "black";
-    context.lineWidth = model.get("brush_size");
-    context.lineCap = "round";
-    context.lineJoin = "round";
-    context.beginPath();
-    context.moveTo(...points[0]);
-    for (const p of points) context.lineTo(...p);  // a single point still leaves a round dot
-    context.stroke();
-  }
-  canvas.addEventListener("pointerdown", (event) => {
-    event.preventDefault();
-    canvas.setPointerCapture(event.pointerId);
-    before = context.getImageData(0, 0, SIZE, SIZE);
-    points = [point(event)];
-    drawStroke();
-  });
-  canvas.addEventListener("pointermove", (event) => {
-    if (points === null) return;
-    points.push(point(event));
-    drawStroke();
-  });
-  function endStroke() {
-    if (points === null) return;
-    points = before = null;
-    el.classList.add("lenet-busy");
-    canvas.toBlob(async (blob) => {
-      model.send({ type: "drawing" }, undefined, [await blob.arrayBuffer()]);
-    }, "image/png");
-  }
-  canvas.addEventListener("pointerup", endStroke);
-  canvas.addEventListener("pointercancel", endStroke);
 
-  el.querySelector(".lenet-clear").addEventListener("click", () => {
-    wipe();
-    model.send({ type: "clear" });
-  });
+def next_free_path(folder: Path, label: int) -> Path:
+    """`folder/<label>_<n>.png` for the n one past the highest already there (1 for the first)."""
+    taken = [int(match[1]) for path in folder.glob(f"{label}_*.png")
+             if (match := re.fullmatch(rf"{label}_([0-9]+)\.png", path.name))]
+    return folder / f"{label}_{max(taken, default=0) + 1}.png"
 
-  const input = el.querySelector(".lenet-input").getContext("2d");
-  function update() {
-    el.classList.remove("lenet-busy");
-    const digit = model.get("digit");
-    const probabilities = model.get("probabilities");
-    el.querySelector(".lenet-digit").textContent = digit === null ? (probabilities.length ? "?" : "") : digit;
-    el.querySelector(".lenet-message").textContent = model.get("message");
-    const top = probabilities.length ? probabilities.indexOf(Math.max(...probabilities)) : -1;
-    bars.querySelectorAll(".lenet-bar").forEach((bar, k) => {
-      const p = probabilities.length ? probabilities[k] : 0;
-      bar.querySelector(".lenet-bar-fill").style.height = `${Math.round(100 * p)}%`;
-      bar.classList.toggle("lenet-top", k === top);
-      bar.title = `${k}: ${(100 * p).toFixed(1)}%`;
-    });
-    const pixels = model.get("model_input");
-    const image = input.createImageData(28, 28);
-    for (let i = 0; i < 28 * 28; i++) {
-      const grey = pixels.length ? pixels[i] : 0;
-      image.data.set([grey, grey, grey, 255], 4 * i);
-    }
-    input.putImageData(image, 0, 0);
-  }
-  function onMessage(message) {
-    if (message.type === "clear") wipe();
-  }
-  update();
-  model.on("change", update);
-  model.on("msg:custom", onMessage);
-  return () => {
-    model.off("change", update);
-    model.off("msg:custom", onMessage);
-  };
-}
 
-export default { render };
-"""
+def as_label(label: Any) -> int | None:
+    """`label` as a digit 0-9 (an int or a one-digit string), or None if it is not one."""
+    if isinstance(label, str) and re.fullmatch(r"\s*[0-9]\s*", label):
+        return int(label)
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label <= 9:
+        return int(label)
+    return None
 
-CSS = """
-.lenet-digit-pad { display: flex; gap: 24px; align-items: flex-start; padding: 4px;
-  font-family: var(--jp-ui-font-family, sans-serif); color: var(--jp-content-font-color1, #222); }
-.lenet-digit-pad .lenet-pad-left { display: flex; flex-direction: column; gap: 8px; align-items: flex-start; }
-.lenet-digit-pad .lenet-canvas { width: 280px; height: 280px; border: 2px solid #888; border-radius: 4px;
-  background: white; cursor: crosshair; touch-action: none; }
-.lenet-digit-pad .lenet-clear { padding: 4px 16px; font-size: 14px; cursor: pointer; }
-.lenet-digit-pad .lenet-pad-right { display: flex; flex-direction: column; gap: 8px; min-width: 240px; }
-.lenet-digit-pad .lenet-digit { font-size: 64px; font-weight: bold; line-height: 1; min-height: 64px; }
-.lenet-digit-pad .lenet-message { font-size: 16px; }
-.lenet-digit-pad.lenet-busy .lenet-message { opacity: 0.5; }
-.lenet-digit-pad .lenet-bars { display: flex; gap: 4px; align-items: flex-end; height: 110px; }
-.lenet-digit-pad .lenet-bar { display: flex; flex-direction: column; justify-content: flex-end;
-  align-items: center; width: 20px; height: 100%; }
-.lenet-digit-pad .lenet-bar-fill { width: 100%; background: #9ab; min-height: 1px; }
-.lenet-digit-pad .lenet-bar.lenet-top .lenet-bar-fill { background: #e66; }
-.lenet-digit-pad .lenet-bar span { font-size: 12px; }
-.lenet-digit-pad .lenet-caption { font-size: 12px; color: var(--jp-content-font-color2, #666); }
-.lenet-digit-pad .lenet-input { width: 112px; height: 112px; image-rendering: pixelated; border: 1px solid #888; }
-"""
+
+def write_new_png(folder: Path, label: int, png: bytes) -> Path:
+    """Write `png` to a new `folder/<label>_<n>.png` (see next_free_path), never over an existing file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = next_free_path(folder, label)
+        try:
+            file = open(path, "xb")
+        except FileExistsError:  # another pad saving into the same folder took that number a moment ago
+            continue
+        with file:
+            try:
+                file.write(png)
+            except BaseException:
+                file.close()
+                path.unlink(missing_ok=True)  # no half-written drawing left to be scored later
+                raise
+        return path
 
 
 class DigitPad(anywidget.AnyWidget):
     """A canvas to draw on, a Clear button and the model's answer, updated whenever a stroke ends."""
 
-    _esm = ESM
-    _css = CSS
+    _esm = STATIC / "pad.js"
+    _css = STATIC / "pad.css"
 
     message = traitlets.Unicode(BLANK_MESSAGE).tag(sync=True)  # the line of text under the digit
     digit = traitlets.Int(None, allow_none=True).tag(sync=True)  # None while blank or unsure
     probabilities = traitlets.List(traitlets.Float()).tag(sync=True)  # 10 values, empty while blank
-    model_input = traitlets.List(traitlets.Int()).tag(sync=True)  # 784 grey levels, white ink on black
+    model_input = traitlets.Unicode("").tag(sync=True)  # the 28x28 the model saw, a PNG data URL; "" while blank
     brush_size = traitlets.Int(BRUSH_SIZE).tag(sync=True)  # in canvas pixels
     readings = traitlets.Int(0).tag(sync=True)  # drawings read so far; a change tells the browser to redraw
+    save_dir = traitlets.Unicode("").tag(sync=True)  # where save_drawing writes; "" hides the label buttons
+    save_message = traitlets.Unicode("").tag(sync=True)  # the line under the label buttons
 
-    def __init__(self, predictor: Predictor, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, predictor: Predictor, save_dir: str | os.PathLike | None = None, **kwargs: Any) -> None:
+        super().__init__(save_dir="" if save_dir is None else os.fspath(save_dir), **kwargs)
         self.predictor = predictor
+        self.drawing: np.ndarray | None = None  # the last drawing read, (H, W) in [0, 1]; None while blank
         self.on_msg(self._on_browser_message)
 
     def show_drawing(self, image: ImageLike) -> None:
@@ -200,24 +118,54 @@ class DigitPad(anywidget.AnyWidget):
             return
         probabilities = [float(p) for p in result.probabilities]
         top = int(np.argmax(probabilities))
+        self.drawing = gray
         with self.hold_sync():
             self.digit = None if result.unsure else top
             self.probabilities = probabilities
-            self.model_input = (np.asarray(result.image) * 255).round().clip(0, 255).astype(int).ravel().tolist()
+            self.model_input = "data:image/png;base64," + base64.b64encode(png_bytes(result.image)).decode("ascii")
             self.readings += 1
             self.message = (f"not sure: maybe a {top} ({probabilities[top]:.0%})" if result.unsure
                             else f"it's a {top} ({probabilities[top]:.0%} sure)")
+            self.save_message = ""
 
     def clear(self) -> None:
         """Wipe the canvas and go back to "draw a digit"."""
         self._show_blank()
         self.send({"type": "clear"})
 
+    def save_drawing(self, label: int | str) -> Path | None:
+        """Save the last drawing as `<save_dir>/<label>/<label>_<n>.png` and clear the pad for the next one.
+
+        Returns the file's path, or None, with the reason in `save_message`, when nothing was saved: no
+        `save_dir`, a label that is not a digit 0-9, or nothing drawn since the last Clear or save.
+        """
+        digit = as_label(label)
+        if not self.save_dir:
+            return self._refuse_to_save("this pad has no folder to save into: make it with "
+                                        "DigitPad(predictor, save_dir='my_digits').")
+        if digit is None:
+            return self._refuse_to_save(f"the label must be one digit from 0 to 9, not {label!r}.")
+        if self.drawing is None:
+            return self._refuse_to_save("draw a digit first, then pick its label.")
+        folder = Path(self.save_dir) / str(digit)
+        try:
+            path = write_new_png(folder, digit, png_bytes(self.drawing))
+        except OSError as error:
+            return self._refuse_to_save(f"cannot write into {folder} ({error.strerror or error}): "
+                                        "free some space or pick another save_dir.")
+        self.clear()
+        self.save_message = f"saved as {path}"
+        return path
+
+    def _refuse_to_save(self, reason: str) -> None:
+        self.save_message = f"nothing saved: {reason}"
+
     def _show_blank(self, message: str = BLANK_MESSAGE) -> None:
+        self.drawing = None
         with self.hold_sync():
             self.digit = None
             self.probabilities = []
-            self.model_input = []
+            self.model_input = ""
             self.readings += 1
             self.message = message
 
@@ -226,8 +174,14 @@ class DigitPad(anywidget.AnyWidget):
             self.show_drawing(bytes(buffers[0]))
         elif content.get("type") == "clear":
             self._show_blank()
+        elif content.get("type") == "save":
+            self.save_drawing(content.get("label"))
 
 
-def draw_and_predict(checkpoint: str | os.PathLike | None = None, runs_dir: str | os.PathLike = "runs") -> DigitPad:
-    """A DigitPad for `checkpoint`, or for the best checkpoint of the newest run under `runs_dir`."""
-    return DigitPad(load_model(checkpoint, runs_dir=runs_dir))
+def draw_and_predict(checkpoint: str | os.PathLike | None = None, runs_dir: str | os.PathLike = "runs",
+                     save_dir: str | os.PathLike | None = None) -> DigitPad:
+    """A DigitPad for `checkpoint`, or for the best checkpoint of the newest run under `runs_dir`.
+
+    With `save_dir`, the pad shows buttons 0-9 that save the drawing under `<save_dir>/<digit>/`.
+    """
+    return DigitPad(load_model(checkpoint, runs_dir=runs_dir), save_dir=save_dir)

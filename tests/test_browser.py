@@ -1,4 +1,5 @@
-"""In a real browser: JupyterLab runs notebook 05, the mouse draws digits on the pad, the pad reads them.
+"""In a real browser: JupyterLab runs the draw-and-predict notebook, the mouse draws digits on the pad, the
+pad reads them; and a pad made with `save_dir` saves a drawing under the digit button clicked.
 
 Needs Playwright for Python and a Chromium on PATH (Debian: `apt-get install chromium`); Playwright's own
 browser download is not used. Skips without them or without the real MNIST files. Leaves a screenshot in
@@ -24,7 +25,9 @@ import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS, real_mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = "05_draw_and_predict.ipynb"
+# The notebook that ends with the pad, found by name so that renumbering the notebooks does not break the test.
+NOTEBOOK = min((path.name for path in (ROOT / "notebooks").glob("[0-9]*_draw_and_predict.ipynb")),
+               default="NN_draw_and_predict.ipynb")
 SCREENSHOT = ROOT / "artifacts" / "digit_pad.png"
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
@@ -56,7 +59,7 @@ def wait_for_server(url: str, server: subprocess.Popen, timeout: float = 60) -> 
 
 @pytest.fixture
 def lab_root(tmp_path, mnist_checkpoint) -> Path:
-    """A throwaway copy of notebooks/05 with a trained run in ../runs, where the notebook looks."""
+    """A throwaway copy of the draw-and-predict notebook with a trained run in ../runs, where the notebook looks."""
     root = tmp_path / "lab"
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / "notebooks" / NOTEBOOK)
@@ -173,16 +176,47 @@ def test_digits_drawn_with_the_mouse_in_jupyterlab_are_read_and_clear_resets(jup
     pad.wait_for(timeout=90_000)
     message, digit = pad.get_by_test_id("message"), pad.get_by_test_id("digit")
     expect(message).to_have_text("draw a digit")
+    expect(pad.get_by_test_id("save")).to_be_hidden()  # no save_dir, no label buttons
 
     draw(page, pad.get_by_test_id("canvas"), SEVEN)
     expect(message).to_contain_text("it's a 7", timeout=15_000)
     expect(digit).to_have_text("7")
+    expect(pad.get_by_test_id("model-input")).to_be_visible()
+    expect(pad.locator(".lenet-bar.lenet-top .lenet-bar-label")).to_have_text("7")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     pad.screenshot(path=str(SCREENSHOT))
 
     pad.get_by_test_id("clear").click()
     expect(message).to_have_text("draw a digit", timeout=15_000)
     expect(digit).to_have_text("")
+    expect(pad.get_by_test_id("model-input")).to_be_hidden()
 
     draw(page, pad.get_by_test_id("canvas"), FOUR)  # on the wiped canvas: nothing of the 7 is left
     expect(message).to_contain_text("it's a 4", timeout=15_000)
+
+
+def test_a_label_button_saves_the_drawing_into_save_dir(lab_root, jupyter_lab, page):
+    import nbformat  # a dependency of jupyterlab itself
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'from lenet.widgets import draw_and_predict\ndraw_and_predict(runs_dir="../runs", save_dir="my_digits")')],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+    nbformat.write(notebook, lab_root / "notebooks" / "save_digits.ipynb")
+    base, token = jupyter_lab
+    expect = playwright_api.expect
+    run_all_cells(page, base, token, "notebooks/save_digits.ipynb")
+
+    pad = page.get_by_test_id("digit-pad")
+    pad.wait_for(timeout=90_000)
+    saved = pad.get_by_test_id("save-message")
+    pad.get_by_test_id("save-7").click()  # nothing drawn yet
+    expect(saved).to_have_text("nothing saved: draw a digit first, then pick its label.", timeout=15_000)
+
+    draw(page, pad.get_by_test_id("canvas"), SEVEN)
+    expect(pad.get_by_test_id("message")).to_contain_text("it's a 7", timeout=15_000)
+    pad.get_by_test_id("save-7").click()
+    expect(saved).to_have_text("saved as my_digits/7/7_1.png", timeout=15_000)
+    expect(pad.get_by_test_id("message")).to_have_text("draw a digit")  # wiped for the next drawing
+    blank = pad.get_by_test_id("canvas").evaluate(
+        "canvas => canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data.every(v => v === 255)")
+    assert blank
+    assert (lab_root / "notebooks" / "my_digits" / "7" / "7_1.png").is_file()

@@ -33,7 +33,7 @@ def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> None
     """Exit code 2, no traceback, and stderr's error line holds every fragment."""
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
@@ -206,8 +206,8 @@ def test_a_fifo_checkpoint_or_image_is_refused_without_hanging(tiny_checkpoint, 
     os.mkfifo(fifo.with_suffix(".png"))
     result = run("lenet.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint", tiny_checkpoint,
                  timeout=120)
-    assert "pipe.png is a FIFO (named pipe), not an image" in result.stderr
-    assert "/dev/zero is a device, not an image" in result.stderr
+    assert "pipe.png is a FIFO (named pipe)" in result.stderr
+    assert "/dev/zero is a device" in result.stderr
     assert "loop.png is a symbolic link loop" in result.stderr
 
 

@@ -1,4 +1,4 @@
-"""lenet.plots: figures hold what was asked for, counts are right, event files read back what was written."""
+"""lenet.plots: figures hold what was asked for, one image, line, band or count per thing drawn."""
 
 import matplotlib
 
@@ -10,8 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
-from lenet.plots import (confusion_matrix, plot_band, plot_confusion_matrix, plot_histogram_ridge,  # noqa: E402
-                         plot_history, read_histograms, read_scalars, show_images)
+from lenet.logs import read_histograms  # noqa: E402
+from lenet.plots import (plot_band, plot_confusion_matrix, plot_histogram_ridge, plot_history,  # noqa: E402
+                         plot_training_bands, show_images)
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +45,25 @@ def test_plot_band_draws_the_mean_and_a_min_max_band():
     assert lows_and_highs.min() == 1.0 and lows_and_highs.max() == 7.0
 
 
+def fit_result(val_accuracies, test_accuracy=0.99):
+    """A result shaped like fit's, with made-up losses."""
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 2 / e, "val_accuracy": a, "seconds": 1.0}
+               for e, a in enumerate(val_accuracies, start=1)]
+    return {"history": history, "test_accuracy": test_accuracy}
+
+
+def test_plot_training_bands_draws_a_band_per_label_and_keeps_epoch_1_in_view():
+    results = {"adam": [fit_result([0.90, 0.97, 0.99]), fit_result([0.92, 0.98, 0.99])],
+               "sgd": [fit_result([0.95, 0.98, 0.991])]}
+    train_ax, val_ax, accuracy_ax = plot_training_bands(results, colors={"adam": "tab:blue"}).get_axes()
+    for ax in (train_ax, val_ax, accuracy_ax):
+        assert [line.get_label() for line in ax.get_lines()][:2] == ["adam", "sgd"]
+        assert len(ax.collections) == 1  # a band only where there are several seeds
+    np.testing.assert_allclose(accuracy_ax.get_lines()[0].get_ydata(), [91.0, 97.5, 99.0])
+    assert accuracy_ax.get_ylim()[0] <= 90.0  # the worst epoch-1 seed is inside the axis
+    assert train_ax.get_yscale() == "log" and accuracy_ax.get_yscale() == "linear"
+
+
 def test_plot_history_marks_the_best_epoch_on_both_panels():
     history = [{"epoch": e, "train_loss": 1 / e, "val_loss": abs(e - 3) + 0.1, "train_accuracy": 0.5 + e / 20,
                 "val_accuracy": 0.6} for e in range(1, 6)]
@@ -55,55 +75,10 @@ def test_plot_history_marks_the_best_epoch_on_both_panels():
     assert list(figure.get_axes()[0].get_lines()[1].get_ydata()) == pytest.approx([2.1, 1.1, 0.1, 1.1, 2.1])
 
 
-def test_confusion_matrix_matches_counts_made_by_hand():
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 4, (500,), generator=generator)
-    predictions = torch.where(torch.rand(500, generator=generator) < 0.7, labels,
-                              torch.randint(0, 4, (500,), generator=generator))
-    expected = torch.zeros(4, 4, dtype=torch.long)
-    for true, predicted in zip(labels.tolist(), predictions.tolist()):
-        expected[true, predicted] += 1
-    matrix = confusion_matrix(labels, predictions, num_classes=4)
-    assert torch.equal(matrix, expected)
-    assert matrix.sum() == 500 and matrix.trace() == (labels == predictions).sum()
-
-
 def test_plot_confusion_matrix_writes_every_nonzero_count():
     matrix = torch.tensor([[5, 0], [2, 9]])
     ax = plot_confusion_matrix(matrix, ["a", "b"])
     assert sorted(text.get_text() for text in ax.texts) == ["2", "5", "9"]
-
-
-def test_read_scalars_returns_what_a_summary_writer_wrote(tmp_path):
-    writer = SummaryWriter(log_dir=str(tmp_path))
-    for step, value in ((1, 0.5), (2, 0.25), (3, 0.125)):
-        writer.add_scalar("loss/val", value, step)
-    writer.add_scalar("accuracy/val", 0.9, 1)
-    writer.close()
-    scalars = read_scalars(tmp_path)
-    assert set(scalars) == {"loss/val", "accuracy/val"}
-    steps, values = scalars["loss/val"]
-    assert steps.tolist() == [1, 2, 3]
-    np.testing.assert_allclose(values, [0.5, 0.25, 0.125])
-
-
-def test_read_histograms_recovers_count_mean_and_spread_of_the_logged_values(tmp_path):
-    generator = torch.Generator().manual_seed(0)
-    logged = {step: torch.randn(1000, generator=generator) * step for step in (1, 2, 3)}
-    writer = SummaryWriter(log_dir=str(tmp_path))
-    for step, values in logged.items():
-        writer.add_histogram("weights/w", values, step)
-    writer.add_histogram("gradients/w", torch.zeros(10), 1)
-    writer.close()
-    histograms = read_histograms(tmp_path, prefix="weights/")
-    assert list(histograms) == ["weights/w"]
-    for histogram, (step, values) in zip(histograms["weights/w"], logged.items()):
-        assert histogram.step == step and histogram.num == 1000 and histogram.counts.sum() == 1000
-        assert histogram.mean == pytest.approx(values.mean().item(), abs=1e-4)
-        assert histogram.std == pytest.approx(values.std(unbiased=False).item(), rel=1e-4)
-        assert histogram.on_grid(np.linspace(histogram.limits[0], histogram.limits[-1], 11)).sum() == 1000
-        np.testing.assert_allclose(histogram.on_grid(np.array([-np.inf, 0.0, np.inf])),
-                                   [(values <= 0).sum(), (values > 0).sum()], atol=5)
 
 
 def test_histogram_ridge_draws_one_line_per_step_even_for_a_dead_layer(tmp_path):

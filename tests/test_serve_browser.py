@@ -1,5 +1,8 @@
 """In a real browser: lenet-serve's page at / reads digits drawn with the mouse, and Clear resets it.
 
+The page is the notebook widget's pad (lenet/static/pad.js and pad.css) with page.js asking /predict, so
+it is found by the same test ids as in tests/test_browser.py.
+
 Needs Playwright for Python and a Chromium on PATH (Debian: `apt-get install chromium`); Playwright's own
 browser download is not used. Skips without them or without the real MNIST files (a model trained on the
 tiny synthetic data cannot read a drawn digit). Leaves a screenshot in artifacts/serve_page.png (git-ignored).
@@ -8,6 +11,7 @@ tiny synthetic data cannot read a drawn digit). Leaves a screenshot in artifacts
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +19,7 @@ from typing import Sequence
 import pytest
 
 from conftest import CHROMIUM, CHROMIUM_ARGS
+from lenet.widgets import BRUSH_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "artifacts" / "serve_page.png"
@@ -61,48 +66,66 @@ def page(server_url):
 
 def draw(page, strokes: Sequence[Sequence[tuple[int, int]]]) -> None:
     """Draw each stroke on the pad with the mouse: press, move through its points, release."""
-    box = page.locator("#pad").bounding_box()
-    scale = box["width"] / 280
+    canvas = page.get_by_test_id("canvas")
+    box, border = canvas.bounding_box(), canvas.evaluate("canvas => canvas.clientLeft")
+    left, top, scale = box["x"] + border, box["y"] + border, (box["width"] - 2 * border) / 280
     for stroke in strokes:
         x, y = stroke[0]
-        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+        page.mouse.move(left + x * scale, top + y * scale)
         page.mouse.down()
         for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=12)
+            page.mouse.move(left + x * scale, top + y * scale, steps=12)
         page.mouse.up()
 
 
 def test_empty_pad_asks_for_a_digit(page):
-    expect(page.locator("#status")).to_have_text("draw a digit")
-    expect(page.locator("#digit")).to_have_text("")
-    expect(page.locator("#input")).to_be_hidden()
+    expect(page.get_by_test_id("message")).to_have_text("draw a digit")
+    expect(page.get_by_test_id("digit")).to_have_text("")
+    expect(page.get_by_test_id("model-input")).to_be_hidden()
+    expect(page.get_by_test_id("save")).to_be_hidden()  # the page never saves
 
 
 def test_a_drawn_one_is_read_as_1_with_bars_and_the_models_input(page):
     draw(page, ONE)
-    expect(page.locator("#digit")).to_have_text("1")
-    expect(page.locator("#status")).to_contain_text("1 (")
-    expect(page.locator(".bar.top .label")).to_have_text("1")
-    expect(page.locator("#input")).to_be_visible()
-    assert page.locator("#input").get_attribute("src").startswith("data:image/png;base64,")
+    expect(page.get_by_test_id("digit")).to_have_text("1")
+    expect(page.get_by_test_id("message")).to_contain_text("it's a 1 (")
+    expect(page.locator(".lenet-bar.lenet-top .lenet-bar-label")).to_have_text("1")
+    expect(page.get_by_test_id("model-input")).to_be_visible()
+    assert page.get_by_test_id("model-input").get_attribute("src").startswith("data:image/png;base64,")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
 
 
-def test_clear_resets_the_pad_and_the_answer(page):
-    page.locator("#clear").click()
-    expect(page.locator("#status")).to_have_text("draw a digit")
-    expect(page.locator("#digit")).to_have_text("")
-    expect(page.locator(".bar.top")).to_have_count(0)
-    expect(page.locator("#input")).to_be_hidden()
-    blank = page.evaluate("""() => {
-        const pad = document.getElementById("pad");
-        const pixels = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
-        return pixels.every(value => value === 255);
+def test_a_stroke_is_one_even_line_as_wide_as_the_widgets_brush(page):
+    # A vertical line off the pixel grid, so its edges are anti-aliased. Drawn as one path, every row across
+    # its middle is the same; drawn segment by segment, the round ends overlapping at each joint would
+    # darken the edges there (a bead at every joint).
+    draw(page, [[(40.5, 40), (40.5, 240)]])
+    expect(page.get_by_test_id("digit-pad")).not_to_have_class(re.compile(r"\blenet-busy\b"))  # answered
+    rows = page.get_by_test_id("canvas").evaluate("""canvas => {
+        const context = canvas.getContext("2d");
+        const rows = [];
+        for (let y = 60; y < 220; y++) {
+            rows.push(Array.from(context.getImageData(0, y, 80, 1).data.filter((_, i) => i % 4 === 0)));
+        }
+        return rows;
     }""")
+    assert any(0 < value < 255 for value in rows[0])  # edges are grey: the test can see a bead
+    assert all(row == rows[0] for row in rows)
+    assert abs(sum(255 - value for value in rows[0]) / 255 - BRUSH_SIZE) < 1  # the ink across one row
+
+
+def test_clear_resets_the_pad_and_the_answer(page):
+    page.get_by_test_id("clear").click()
+    expect(page.get_by_test_id("message")).to_have_text("draw a digit")
+    expect(page.get_by_test_id("digit")).to_have_text("")
+    expect(page.locator(".lenet-bar.lenet-top")).to_have_count(0)
+    expect(page.get_by_test_id("model-input")).to_be_hidden()
+    blank = page.get_by_test_id("canvas").evaluate(
+        "canvas => canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data.every(v => v === 255)")
     assert blank
 
 
 def test_a_drawn_seven_is_read_as_7_after_clear(page):
     draw(page, SEVEN)
-    expect(page.locator("#digit")).to_have_text("7")
+    expect(page.get_by_test_id("digit")).to_have_text("7")
