@@ -5,8 +5,8 @@ import torch
 from torchvision import datasets
 
 from conftest import make_dataset
-from lenet.data import (TensorBatches, load_splits, load_torchvision_dataset, random_shift, resolve_data_dir,
-                        split_indices)
+from lenet.data import (Augmentation, TensorBatches, affine_grid, augment, dilate, load_splits,
+                        load_torchvision_dataset, random_shift, resolve_data_dir, split_indices)
 from lenet.errors import LenetError
 
 
@@ -93,3 +93,62 @@ def test_random_shift_moves_each_image_by_its_own_offset_filling_with_black(max_
         offsets.add(matches[0])
     assert len(offsets) == (2 * max_shift + 1) ** 2  # every offset occurs across 300 images
     assert torch.equal(shifted, random_shift(images, max_shift, torch.Generator().manual_seed(3)))
+
+
+def strokes(n: int = 64) -> torch.Tensor:
+    """n normalized 28x28 images (black -1, white 2) holding a 3-pixel-wide vertical bar each, at varied places."""
+    images = torch.full((n, 1, 28, 28), -1.0)
+    for i in range(n):
+        col = 8 + i % 10
+        images[i, 0, 6:22, col:col + 3] = 2.0
+    return images
+
+
+FULL = Augmentation(max_shift=2, rotate=15, scale=0.15, shear=0.15, thicken=0.3, thin=0.2)
+
+
+def test_augmentation_is_seeded_batched_and_keeps_shape_and_range():
+    images = strokes()
+    first = augment(images, FULL, torch.Generator().manual_seed(5))
+    again = augment(images, FULL, torch.Generator().manual_seed(5))
+    other = augment(images, FULL, torch.Generator().manual_seed(6))
+    assert first.shape == images.shape and first.dtype == images.dtype
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.min() >= -1.0 - 1e-5 and first.max() <= 2.0 + 1e-5  # warps interpolate, never overshoot
+    assert (first[:, 0, 0, :] == -1.0).float().mean() > 0.9  # the border stays black paper
+    changed = (first - images).abs().flatten(1).amax(1) > 0.1
+    assert changed.float().mean() > 0.9  # each image gets its own draw, not one warp for the batch
+    assert not all(torch.equal(first[0], first[i]) for i in range(1, 10))
+
+
+def test_thicken_and_thin_change_stroke_width_by_a_pixel_each_way():
+    images = strokes(200)
+    ink = lambda batch: (batch > 0.5).flatten(1).sum(1).float()  # noqa: E731
+    thick = augment(images, Augmentation(thicken=1.0), torch.Generator().manual_seed(0))
+    thin = augment(images, Augmentation(thin=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(ink(thick), torch.full((200,), 18.0 * 5))  # 16x3 bar -> 18x5
+    assert torch.equal(ink(thin), torch.full((200,), 14.0 * 1))  # 16x3 bar -> 14x1
+    mixed = augment(images, Augmentation(thicken=0.3, thin=0.2), torch.Generator().manual_seed(0))
+    widths = ink(mixed)
+    assert 0.2 < (widths == 90).float().mean() < 0.4 and 0.1 < (widths == 14).float().mean() < 0.3
+    assert dilate(images).equal(torch.nn.functional.max_pool2d(images, 3, stride=1, padding=1))
+
+
+def test_affine_grid_matches_torch_and_zero_warp_is_the_identity():
+    theta = torch.randn(16, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.affine_grid(theta, [16, 1, 28, 28], align_corners=False)
+    assert torch.allclose(affine_grid(theta, 28, 28), expected, atol=1e-5)
+    images = strokes(8)
+    still = Augmentation(max_shift=0, rotate=1e-9)  # warps on, but by (almost) nothing
+    assert torch.allclose(augment(images, still, torch.Generator().manual_seed(0)), images, atol=1e-4)
+
+
+def test_augmented_epochs_replay_exactly_from_seed_and_epoch():
+    images, labels = strokes(100), torch.arange(100) % 10
+    batches = TensorBatches(images, labels, batch_size=32, shuffle=True, seed=3, augmentation=FULL)
+    batches.epoch = 2
+    first = [b for b, _ in batches]
+    second = [b for b, _ in batches]  # a resumed run iterates the same epoch again
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    batches.epoch = 3
+    assert not torch.equal(first[0], next(iter(batches))[0])
