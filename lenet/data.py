@@ -17,7 +17,6 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
-from urllib.error import URLError
 
 import torch
 import torch.nn.functional as F

@@ -7,7 +7,6 @@ split, reports its test accuracy, and writes `config.json` and `metrics.json` in
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import shutil

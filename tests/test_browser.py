@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Iterator
 import pytest
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, real_mnist_dir
+from helpers import draw_on_canvas, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # The notebook that ends with the pad, found by name so that renumbering the notebooks does not break the test.
@@ -33,13 +33,6 @@ SCREENSHOT = ROOT / "artifacts" / "digit_pad.png"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
                                      "pip install -e '.[dev]'")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium")
-
-
-def free_port() -> int:
-    """A TCP port nobody is listening on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_server(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
@@ -150,21 +143,8 @@ def run_all_cells(page, base: str, token: str, notebook: str) -> None:
     page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
 
 
-def draw(page, canvas, strokes: list[list[tuple[float, float]]]) -> None:
-    """Drag the mouse along each stroke; points are fractions of the canvas size."""
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    for stroke in strokes:
-        (x, y), *rest = stroke
-        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
-        page.mouse.down()
-        for x, y in rest:
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
-        page.mouse.up()
-
-
-SEVEN = [[(0.25, 0.18), (0.75, 0.18), (0.42, 0.88)]]
-FOUR = [[(0.3, 0.15), (0.25, 0.6), (0.75, 0.6)], [(0.62, 0.3), (0.62, 0.9)]]  # two strokes
+SEVEN = [[(70, 50), (210, 50), (118, 246)]]  # pad coordinates (280 x 280)
+FOUR = [[(84, 42), (70, 168), (210, 168)], [(174, 84), (174, 252)]]  # two strokes
 
 
 def test_digits_drawn_with_the_mouse_in_jupyterlab_are_read_and_clear_resets(jupyter_lab, page):
@@ -178,7 +158,7 @@ def test_digits_drawn_with_the_mouse_in_jupyterlab_are_read_and_clear_resets(jup
     expect(message).to_have_text("draw a digit")
     expect(pad.get_by_test_id("save")).to_be_hidden()  # no save_dir, no label buttons
 
-    draw(page, pad.get_by_test_id("canvas"), SEVEN)
+    draw_on_canvas(page, pad.get_by_test_id("canvas"), SEVEN)
     expect(message).to_contain_text("it's a 7", timeout=15_000)
     expect(digit).to_have_text("7")
     expect(pad.get_by_test_id("model-input")).to_be_visible()
@@ -191,7 +171,7 @@ def test_digits_drawn_with_the_mouse_in_jupyterlab_are_read_and_clear_resets(jup
     expect(digit).to_have_text("")
     expect(pad.get_by_test_id("model-input")).to_be_hidden()
 
-    draw(page, pad.get_by_test_id("canvas"), FOUR)  # on the wiped canvas: nothing of the 7 is left
+    draw_on_canvas(page, pad.get_by_test_id("canvas"), FOUR)  # on the wiped canvas: nothing of the 7 is left
     expect(message).to_contain_text("it's a 4", timeout=15_000)
 
 
@@ -211,7 +191,7 @@ def test_a_label_button_saves_the_drawing_into_save_dir(lab_root, jupyter_lab, p
     pad.get_by_test_id("save-7").click()  # nothing drawn yet
     expect(saved).to_have_text("nothing saved: draw a digit first, then pick its label.", timeout=15_000)
 
-    draw(page, pad.get_by_test_id("canvas"), SEVEN)
+    draw_on_canvas(page, pad.get_by_test_id("canvas"), SEVEN)
     expect(pad.get_by_test_id("message")).to_contain_text("it's a 7", timeout=15_000)
     pad.get_by_test_id("save-7").click()
     expect(saved).to_have_text("saved as my_digits/7/7_1.png", timeout=15_000)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from conftest import make_dataset
+from helpers import StopAfter, drawn_seven
 from lenet import export as export_module
 from lenet.checkpoint import load_checkpoint, save_checkpoint
 from lenet.config import Config
@@ -37,13 +37,6 @@ def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> None
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
-
-
-def seven(path: Path) -> Path:
-    image = Image.new("L", (200, 200), 255)
-    ImageDraw.Draw(image).line([(60, 40), (140, 40), (90, 170)], fill=0, width=14)
-    image.save(path)
-    return path
 
 
 # 1. Run names and --overwrite never delete anything but a lenet run.
@@ -96,7 +89,7 @@ def test_export_refuses_a_fifo_or_device_and_replaces_a_file_only_with_force(tin
 def test_a_file_name_that_is_not_utf8_is_printed_and_kept_in_valid_json(tiny_checkpoint, tmp_path):
     folder = tmp_path / "digits"
     folder.mkdir()
-    seven(folder / "a.png")
+    drawn_seven(folder / "a.png")
     odd = Path(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))
     odd.write_bytes((folder / "a.png").read_bytes())
     env = {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": ""}
@@ -196,7 +189,7 @@ def test_a_checkpoint_without_class_names_predicts_digits(tiny_checkpoint, tmp_p
 def test_a_fifo_checkpoint_or_image_is_refused_without_hanging(tiny_checkpoint, tmp_path):
     fifo = tmp_path / "pipe.pt"
     os.mkfifo(fifo)
-    one_error_line(run("lenet.predict", seven(tmp_path / "7.png"), "--checkpoint", fifo, timeout=120),
+    one_error_line(run("lenet.predict", drawn_seven(tmp_path / "7.png"), "--checkpoint", fifo, timeout=120),
                    "is a FIFO (named pipe), not a checkpoint")
     loop = tmp_path / "loop.png"
     loop.symlink_to(loop)
@@ -232,19 +225,6 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_nothing_and_does_not_advise_r
 
 
 # 17. --resume applies the flags that can change and refuses the others.
-class StopAfter:
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_start(self, state): ...
-    def on_step(self, state, loss): ...
-    def on_train_end(self, state): ...
-
-    def on_epoch_end(self, state):
-        if state.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_resume_refuses_flags_that_would_make_another_run(tiny_config, capsys):
     fit(dataclasses.replace(tiny_config, epochs=2), verbose=False)
     run_dir = Path(tiny_config.runs_dir) / tiny_config.run_name
@@ -290,6 +270,6 @@ def test_a_run_folder_given_as_checkpoint_points_to_its_best_pt(tiny_checkpoint,
     run_dir = tiny_checkpoint.parent.parent
     with pytest.raises(LenetError, match=f"is a folder, not a checkpoint: pass {run_dir / 'checkpoints' / 'best.pt'}"):
         load_checkpoint(run_dir)
-    png = seven(tmp_path / "digit.png")
+    png = drawn_seven(tmp_path / "digit.png")
     with pytest.raises(LenetError, match="is not a checkpoint \\(not a file torch.save wrote\\)"):
         load_checkpoint(png)

@@ -1,17 +1,16 @@
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 
 from conftest import real_mnist_dir
+from helpers import drawn_seven, huge_png
 from lenet.checkpoint import save_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError
@@ -29,24 +28,6 @@ def run_cli(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, env=os.environ.copy())
 
 
-def drawn_seven(path: Path, size: int = 280) -> Path:
-    """A black '7' on white, as a user might draw it, saved to path."""
-    image = Image.new("RGB", (size, size), "white")
-    ImageDraw.Draw(image).line([(90, 60), (190, 60), (120, 230)], fill="black", width=18)
-    image.save(path)
-    return path
-
-
-def huge_png(path: Path, side: int = 9_000) -> Path:
-    """An 8x8 PNG whose header claims side x side pixels, as a decompression bomb does."""
-    image = Image.new("L", (8, 8), 255)
-    image.save(path)
-    png = path.read_bytes()
-    fields = b"IHDR" + struct.pack(">II", side, side) + png[24:29]
-    path.write_bytes(png[:12] + fields + struct.pack(">I", zlib.crc32(fields)) + png[33:])
-    return path
-
-
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory) -> tuple[list[str], dict[str, str]]:
     """Arguments mixing good images and every kind of bad input, with the message each bad one must get."""
@@ -60,7 +41,7 @@ def bad_inputs(tmp_path_factory) -> tuple[list[str], dict[str, str]]:
     noise.save(folder / "whole.png")
     (folder / "truncated.png").write_bytes((folder / "whole.png").read_bytes()[:3000])
     Image.new("RGB", (100, 100), "white").save(folder / "blank.png")
-    huge_png(folder / "huge.png")
+    (folder / "huge.png").write_bytes(huge_png())
     seven = Image.open(good_first)
     seven.save(folder / "animated.gif", save_all=True, append_images=[Image.new("RGB", seven.size, "white")])
     good_last = drawn_seven(folder / "good_last.jpg", size=200)

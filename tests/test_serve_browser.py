@@ -10,15 +10,14 @@ tiny synthetic data cannot read a drawn digit). Leaves a screenshot in artifacts
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
+from benchmarks import load_test
 from conftest import CHROMIUM, CHROMIUM_ARGS
+from helpers import draw_on_canvas
 from lenet.widgets import BRUSH_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,20 +33,10 @@ ONE = [[(140, 50), (140, 230)]]  # pad coordinates (280 x 280): one vertical str
 SEVEN = [[(85, 60), (195, 60), (125, 235)]]  # a bar and a diagonal, in one stroke
 
 
-def load_test_script():
-    """benchmarks/load_test.py as a module, for its `serving` helper."""
-    if "load_test" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("load_test", ROOT / "benchmarks" / "load_test.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["load_test"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["load_test"]
-
-
 @pytest.fixture(scope="module")
 def server_url(mnist_checkpoint, tmp_path_factory):
     """lenet-serve on a free loopback port with a model trained on real MNIST."""
-    with load_test_script().serving(mnist_checkpoint, log=tmp_path_factory.mktemp("serve") / "serve.log") as url:
+    with load_test.serving(mnist_checkpoint, log=tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url
 
 
@@ -64,19 +53,6 @@ def page(server_url):
             browser.close()
 
 
-def draw(page, strokes: Sequence[Sequence[tuple[int, int]]]) -> None:
-    """Draw each stroke on the pad with the mouse: press, move through its points, release."""
-    canvas = page.get_by_test_id("canvas")
-    box, border = canvas.bounding_box(), canvas.evaluate("canvas => canvas.clientLeft")
-    left, top, scale = box["x"] + border, box["y"] + border, (box["width"] - 2 * border) / 280
-    for stroke in strokes:
-        x, y = stroke[0]
-        page.mouse.move(left + x * scale, top + y * scale)
-        page.mouse.down()
-        for x, y in stroke[1:]:
-            page.mouse.move(left + x * scale, top + y * scale, steps=12)
-        page.mouse.up()
-
 
 def test_empty_pad_asks_for_a_digit(page):
     expect(page.get_by_test_id("message")).to_have_text("draw a digit")
@@ -86,7 +62,7 @@ def test_empty_pad_asks_for_a_digit(page):
 
 
 def test_a_drawn_one_is_read_as_1_with_bars_and_the_models_input(page):
-    draw(page, ONE)
+    draw_on_canvas(page, page.get_by_test_id("canvas"), ONE)
     expect(page.get_by_test_id("digit")).to_have_text("1")
     expect(page.get_by_test_id("message")).to_contain_text("it's a 1 (")
     expect(page.locator(".lenet-bar.lenet-top .lenet-bar-label")).to_have_text("1")
@@ -100,7 +76,7 @@ def test_a_stroke_is_one_even_line_as_wide_as_the_widgets_brush(page):
     # A vertical line off the pixel grid, so its edges are anti-aliased. Drawn as one path, every row across
     # its middle is the same; drawn segment by segment, the round ends overlapping at each joint would
     # darken the edges there (a bead at every joint).
-    draw(page, [[(40.5, 40), (40.5, 240)]])
+    draw_on_canvas(page, page.get_by_test_id("canvas"), [[(40.5, 40), (40.5, 240)]])
     expect(page.get_by_test_id("digit-pad")).not_to_have_class(re.compile(r"\blenet-busy\b"))  # answered
     rows = page.get_by_test_id("canvas").evaluate("""canvas => {
         const context = canvas.getContext("2d");
@@ -127,5 +103,5 @@ def test_clear_resets_the_pad_and_the_answer(page):
 
 
 def test_a_drawn_seven_is_read_as_7_after_clear(page):
-    draw(page, SEVEN)
+    draw_on_canvas(page, page.get_by_test_id("canvas"), SEVEN)
     expect(page.get_by_test_id("digit")).to_have_text("7")

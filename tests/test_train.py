@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import make_dataset, real_mnist_dir
-from lenet.callbacks import Callback, EarlyStopping
+from helpers import StopAfter
+from lenet.callbacks import EarlyStopping
 from lenet.checkpoint import load_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError
@@ -47,17 +48,6 @@ def test_tensorboard_logs_scalars_histograms_images_and_hparams(tiny_config):
     assert len(events.Scalars("loss/val")) == 2
     assert {"weights/conv1.weight", "gradients/conv1.weight", "weights/fc3.bias"} <= set(tags["histograms"])
     assert "inputs" in tags["images"] and tags["graph"]
-
-
-class StopAfter(Callback):
-    """Simulates a killed run: raises after a given epoch's checkpoints are written."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, state):
-        if state.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("schedule", ["constant", "onecycle"])
