@@ -2,17 +2,19 @@
 
     python benchmarks/load_test.py                    # 2,000 requests from 8 clients to a server it starts
     python benchmarks/load_test.py --checkpoint runs/<run>/checkpoints/best.pt --requests 500
-    python benchmarks/load_test.py --url http://127.0.0.1:8000    # a server that is already running
+    python benchmarks/load_test.py --url http://127.0.0.1:8000 --checkpoint runs/<run>/checkpoints/best.pt
+                                                      # a server that is already running, serving that checkpoint
 
 The images are MNIST test digits drawn black on white at 112x112 px (as a user would upload them) when
 $LENET_DATA_DIR holds MNIST, else two drawn digits. Every answer is checked against lenet.predict run
-in this process on the same image with the checkpoint the server names at /health. Prints requests/s
-and p50/p99 latency; exits 1 on any error or wrong answer. Bounded in count and in time: it stops by itself.
+in this process on the same image with the same checkpoint. Prints requests/s and p50/p99 latency;
+exits 1 on any error, busy answer (503) or wrong answer. Bounded in count and in time: it stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import http.client
 import io
@@ -35,13 +37,21 @@ from PIL import Image, ImageDraw, ImageOps
 
 @dataclass
 class LoadResult:
-    """What the clients saw: one latency per answered request, the answers by image, and every failure."""
+    """What the clients saw: one latency per answered request, the answers by image, and every failure.
+
+    A 503 (the server is busy and says so) is counted in `statuses` and `busy`, not as an error.
+    """
 
     requests: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     predictions: list[tuple[int, int | None]] = field(default_factory=list)  # (image index, predicted digit)
     errors: list[str] = field(default_factory=list)
+    statuses: collections.Counter = field(default_factory=collections.Counter)  # HTTP status: how many
+
+    @property
+    def busy(self) -> int:
+        return self.statuses[503]
 
     def percentile(self, q: float) -> float:
         """The q-th percentile latency in ms (nearest rank)."""
@@ -52,7 +62,7 @@ class LoadResult:
         return (f"{self.requests} requests from {clients} clients in {self.seconds:.1f} s: "
                 f"{self.requests / self.seconds:.0f} requests/s, latency p50 {self.percentile(50):.1f} ms, "
                 f"p99 {self.percentile(99):.1f} ms, mean {statistics.fmean(self.latencies_ms):.1f} ms, "
-                f"{len(self.errors)} errors")
+                f"{self.busy} busy (503), {len(self.errors)} errors")
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -92,8 +102,8 @@ test_images.__test__ = False  # a helper, not a pytest test
 
 def expected_predictions(checkpoint: str | os.PathLike, images: Sequence[bytes]) -> list[int | None]:
     """What lenet.predict answers for each image with this checkpoint, in this process."""
-    from lenet.predict import load_model, predict
-    return [answer.prediction for answer in predict(load_model(checkpoint), list(images))]
+    from lenet.predict import as_json, load_model, predict
+    return [as_json(None, answer)["prediction"] for answer in predict(load_model(checkpoint), list(images))]
 
 
 def free_port() -> int:
@@ -104,23 +114,38 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(checkpoint: str | os.PathLike, log: Path | None = None, timeout: float = 60) -> Iterator[str]:
+def serving(checkpoint: str | os.PathLike, log: Path | None = None, timeout: float = 60,
+            args: Sequence[str] = ()) -> Iterator[str]:
     """`lenet-serve --quiet` on a free loopback port in a subprocess; yields its base URL, stops it afterwards."""
+    with server_process(checkpoint, log, timeout, args) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(checkpoint: str | os.PathLike, log: Path | None = None, timeout: float = 60,
+                   args: Sequence[str] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
+    """As `serving`, with extra lenet-serve flags `args`; yields (base URL, the server's process)."""
     port = free_port()
     with open(log or os.devnull, "wb") as output:
         server = subprocess.Popen([sys.executable, "-m", "lenet.serve", "--checkpoint", str(checkpoint),
-                                   "--port", str(port), "--quiet"], stdout=output, stderr=subprocess.STDOUT)
+                                   "--port", str(port), "--quiet", *args], stdout=output, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(url, server, timeout)
-            yield url
+            yield url, server
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server)
+
+
+def stop(server: subprocess.Popen, timeout: float = 45) -> None:
+    """SIGTERM, and SIGKILL if the server has not finished within `timeout` s."""
+    if server.poll() is None:
+        server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def wait_until_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
@@ -173,6 +198,9 @@ def run_load(url: str, images: Sequence[bytes], requests: int = 2000, clients: i
                     continue
                 elapsed = (time.perf_counter() - start) * 1000
                 with lock:
+                    result.statuses[status] += 1
+                    if status == 503:
+                        continue
                     if status != 200:
                         result.errors.append(f"request {number}: {status} {answer.get('error')}")
                     else:
@@ -199,10 +227,16 @@ def split_url(url: str) -> tuple[str, int]:
 
 
 def post_image(connection: http.client.HTTPConnection, image: bytes) -> tuple[int, dict]:
-    """POST one PNG to /predict on an open connection; (status, JSON answer)."""
+    """POST one PNG to /predict on an open connection; (status, JSON answer).
+
+    uvicorn's own 503 past --max-connections is plain text: it comes back as {"error": <the text>}.
+    """
     connection.request("POST", "/predict", body=image, headers={"Content-Type": "image/png"})
     response = connection.getresponse()
-    return response.status, json.loads(response.read())
+    body = response.read()
+    if response.getheader("content-type", "").startswith("application/json"):
+        return response.status, json.loads(body)
+    return response.status, {"error": body.decode("utf-8", "replace")}
 
 
 def warm_up(url: str, images: Sequence[bytes]) -> None:
@@ -224,24 +258,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", default=None,
                         help="a running server's base URL (default: start lenet-serve on a free loopback port)")
     parser.add_argument("--checkpoint", default=None,
-                        help="the checkpoint the started server serves (default: best.pt of the latest run in runs/)")
+                        help="the checkpoint the server serves, which the answers are checked against "
+                             "(default: best.pt of the newest completed run in runs/)")
     parser.add_argument("--requests", type=int, default=2000, help="how many requests in all (default: 2000)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients, one thread each (default: 8)")
     parser.add_argument("--time-limit", type=float, default=300,
                         help="stop sending after this many seconds (default: 300)")
     args = parser.parse_args(argv)
 
-    from lenet.predict import find_latest_checkpoint
+    from lenet.cli import default_checkpoint
     labelled = test_images()
     images = [image for image, _ in labelled]
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint("runs")
     with contextlib.ExitStack() as stack:
-        if args.url is None:
-            checkpoint = Path(args.checkpoint) if args.checkpoint else find_latest_checkpoint("runs")
-            url = stack.enter_context(serving(checkpoint))
-        else:
-            url = args.url.rstrip("/")
-            with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
-                checkpoint = Path(json.loads(response.read())["checkpoint"])
+        url = args.url.rstrip("/") if args.url else stack.enter_context(serving(checkpoint))
         expected = expected_predictions(checkpoint, images)
         print(f"server {url}, checkpoint {checkpoint}, {len(images)} distinct images")
         warm_up(url, images)

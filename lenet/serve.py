@@ -103,8 +103,8 @@ class ServerSettings:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.name != "allow_origins" and not value > 0:  # max_body_bytes has no flag, but the name reads
-                raise LenetError(f"--{field.name.replace('_', '-')} must be above 0, got {value}.")
+            if isinstance(value, (int, float)) and not value > 0:
+                raise LenetError(f"--{field.name.replace('_', '-')} must be above 0, got {value:g}.")
         for origin in self.allow_origins:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise LenetError(f"--allow-origin {origin} is not a web origin: pass one like "
@@ -187,7 +187,8 @@ class PredictionSlots:
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """`function(*args)` on a worker thread once a slot is free."""
         try:
-            await asyncio.wait_for(self.free.acquire(), self.wait)
+            async with asyncio.timeout(self.wait):
+                await self.free.acquire()
         except TimeoutError:
             raise HTTPException(503, f"the server is busy: {self.size} predictions are running and this request "
                                      f"waited {self.wait:g} s for a turn; try again in a moment.",
@@ -295,15 +296,15 @@ class ShutdownCancellation:
 
         try:
             await self.app(scope, receive, send_and_note)
-        except asyncio.CancelledError:
-            client = scope.get("client") or ("a client", 0)
-            log.warning("%s:%s %s %s was still running when the server stopped (--shutdown-timeout); answered 503",
-                        *client, scope["method"], scope["path"])
+        except asyncio.CancelledError:  # not re-raised: uvicorn only cancels a request to give up on it
+            host, port = scope.get("client") or ("a client", "")
+            log.warning("%s:%s %s %s was still running when the server stopped (--shutdown-timeout)%s", host, port,
+                        scope["method"], scope["path"], "" if started else "; answered 503")
             if not started:
-                body = JSONResponse({"error": "the server stopped before this request finished: send it again "
-                                              "once the server is back."}, status_code=503,
-                                    headers={"Retry-After": "5", "Connection": "close"})
-                await body(scope, receive, send)
+                refusal = JSONResponse({"error": "the server stopped before this request finished: send it again "
+                                                 "once the server is back."}, status_code=503,
+                                       headers={"Retry-After": "5", "Connection": "close"})
+                await refusal(scope, receive, send)
 
 
 def require_serve_extra() -> None:
@@ -474,25 +475,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="the TCP port; 0 picks a free one (default: 8000)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request (default: off)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-pixels", type=int, default=default.max_pixels,
+    limits.add_argument("--max-pixels", metavar="PIXELS", type=int, default=default.max_pixels,
                         help=f"refuse (413) images whose header claims more pixels, before decoding them "
                              f"(default: {default.max_pixels})")
-    limits.add_argument("--max-predictions", type=int, default=default.max_predictions,
+    limits.add_argument("--max-predictions", metavar="N", type=int, default=default.max_predictions,
                         help=f"images decoded and predicted at once; memory grows with it "
                              f"(default: {default.max_predictions})")
-    limits.add_argument("--queue-timeout", type=float, default=default.queue_timeout,
+    limits.add_argument("--queue-timeout", metavar="SECONDS", type=float, default=default.queue_timeout,
                         help=f"seconds a request waits for a free prediction before 503 "
                              f"(default: {default.queue_timeout:g})")
-    limits.add_argument("--max-connections", type=int, default=default.max_connections,
+    limits.add_argument("--max-connections", metavar="N", type=int, default=default.max_connections,
                         help=f"open connections; past them requests get 503 (default: {default.max_connections})")
-    limits.add_argument("--header-timeout", type=float, default=default.header_timeout,
+    limits.add_argument("--header-timeout", metavar="SECONDS", type=float, default=default.header_timeout,
                         help=f"seconds to send a request's headers before the connection is closed "
                              f"(default: {default.header_timeout:g})")
-    limits.add_argument("--body-timeout", type=float, default=default.body_timeout,
+    limits.add_argument("--body-timeout", metavar="SECONDS", type=float, default=default.body_timeout,
                         help=f"seconds to send a request's body before 408 (default: {default.body_timeout:g})")
-    limits.add_argument("--keep-alive-timeout", type=float, default=default.keep_alive_timeout,
+    limits.add_argument("--keep-alive-timeout", metavar="SECONDS", type=float, default=default.keep_alive_timeout,
                         help=f"seconds an idle connection stays open (default: {default.keep_alive_timeout:g})")
-    limits.add_argument("--shutdown-timeout", type=float, default=default.shutdown_timeout,
+    limits.add_argument("--shutdown-timeout", metavar="SECONDS", type=float, default=default.shutdown_timeout,
                         help=f"on SIGTERM or Ctrl+C, seconds requests in flight have to finish "
                              f"(default: {default.shutdown_timeout:g})")
     limits.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
