@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import io
 import json
 import socket
-import struct
-import sys
 import threading
 import time
-import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
+from benchmarks import load_test
 from conftest import real_mnist_dir, synthetic_digits
+from helpers import huge_png, png_bytes
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[dev]'")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -43,29 +41,6 @@ SHORT_TIMEOUTS = ["--header-timeout", "3", "--body-timeout", "3", "--keep-alive-
 DISCONNECTED_WITHIN = 25  # seconds: far above the 3 s limits, far below "never"
 
 
-def load_test_script():
-    """benchmarks/load_test.py as a module: the test runs the same load test, only shorter."""
-    if "load_test" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("load_test", ROOT / "benchmarks" / "load_test.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["load_test"] = module  # its dataclass looks itself up there
-        spec.loader.exec_module(module)
-    return sys.modules["load_test"]
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def huge_png(side: int = 9_000) -> bytes:
-    """An 8x8 PNG whose header claims side x side pixels, as a decompression bomb does."""
-    png = png_bytes(Image.new("L", (8, 8), 255))
-    fields = b"IHDR" + struct.pack(">II", side, side) + png[24:29]
-    return png[:12] + fields + struct.pack(">I", zlib.crc32(fields)) + png[33:]
-
-
 def drawn_one(side: int) -> bytes:
     """A PNG of a thick black 1 on white, side x side pixels."""
     image = Image.new("L", (side, side), 255)
@@ -83,7 +58,7 @@ def checkpoint(request) -> Path:
 def digits() -> list[tuple[bytes, int]]:
     """(PNG, label): MNIST test digits scaled up to 112 px, black ink on white (synthetic ones without the data)."""
     if real_mnist_dir():
-        return load_test_script().mnist_digit_pngs(N_DIGITS, real_mnist_dir())
+        return load_test.mnist_digit_pngs(N_DIGITS, real_mnist_dir())
     images, labels = synthetic_digits(N_DIGITS, seed=5)
     return [(png_bytes(ImageOps.invert(Image.fromarray(image.numpy())).resize((112, 112))), int(label))
             for image, label in zip(images, labels)]
@@ -364,7 +339,7 @@ def live_log(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def live_server(checkpoint, live_log):
     """`lenet-serve` in a subprocess on a free loopback port, default settings; yields its base URL."""
-    with load_test_script().serving(checkpoint, log=live_log) as url:
+    with load_test.serving(checkpoint, log=live_log) as url:
         yield url
 
 
@@ -373,7 +348,7 @@ def port_of(url: str) -> int:
 
 
 def test_concurrent_clients_get_correct_answers_without_errors(live_server, checkpoint, digits):
-    script = load_test_script()
+    script = load_test
     images = [image for image, _ in digits]
     result = script.run_load(live_server, images, requests=300, clients=8, time_limit=120)
     assert result.errors == []
@@ -382,7 +357,7 @@ def test_concurrent_clients_get_correct_answers_without_errors(live_server, chec
 
 
 def test_a_hundred_clients_get_only_200s_or_503s(live_server, checkpoint, digits):
-    script = load_test_script()
+    script = load_test
     images = [image for image, _ in digits]
     result = script.run_load(live_server, images, requests=400, clients=100, time_limit=240)
     assert result.errors == []  # no connection errors, no status but 200 and 503
@@ -444,7 +419,7 @@ def connected_for(port: int, send: bytes) -> tuple[float, bytes]:
 @pytest.fixture(scope="module")
 def short_timeouts_server(checkpoint, tmp_path_factory):
     """`lenet-serve` with 3 s header and body deadlines, a 1 s keep-alive and at most 4 connections."""
-    with load_test_script().serving(checkpoint, log=tmp_path_factory.mktemp("serve") / "short.log",
+    with load_test.serving(checkpoint, log=tmp_path_factory.mktemp("serve") / "short.log",
                                     args=SHORT_TIMEOUTS) as url:
         yield port_of(url)
 
@@ -524,7 +499,7 @@ def test_sigterm_lets_requests_in_flight_finish(checkpoint, digits, tmp_path):
     image = digits[0][0]
     expected = as_json(None, predict(load_model(checkpoint), image)[0])["prediction"]
     answers: dict[int, tuple[int, dict]] = {}
-    with load_test_script().server_process(checkpoint, log=log, args=["--shutdown-timeout", "10",
+    with load_test.server_process(checkpoint, log=log, args=["--shutdown-timeout", "10",
                                                                       "--body-timeout", "60"]) as (url, server):
         clients = [threading.Thread(target=lambda index=index: answers.update({index: slow_post(url, image, 7)}))
                    for index in range(6)]
