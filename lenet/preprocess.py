@@ -1,18 +1,19 @@
 """Turning any image of a digit into the 1x1x28x28 tensor LeNet-5 expects, prepared as MNIST was made.
 
-MNIST digits are white ink on black, drawn with one pen (strokes about 2.4 px wide), scaled so the
-longer side is 20 px (anti-aliased, so edges are grey), and placed in a 28x28 field with their centre
-of mass at the centre. A user's image is brought to the same form, one step per function:
+MNIST digits are white ink on black, written with a pen about 3 px wide, scaled so the longer side is
+20 px (anti-aliased, so edges are grey), and placed in a 28x28 field with their centre of mass at the
+centre. A user's image is brought to the same form, one step per function, each step a stage of
+`preprocess_steps`:
 
-1. grayscale: transparency flattened, colour converted to luma, a large photo shrunk to WORK_SIZE;
-2. ink_on_black: the paper's light (shadows, gradients, tinted paper) fitted by a smooth surface and
-   subtracted, so the ink is white on black whether it was dark on light or light on dark;
-3. specks_removed: only the strokes are kept (hysteresis threshold, then connected components), without
-   specks, frame lines along the edge or paper texture;
-4. cropped to the ink; stroke_normalised: redrawn at 4x the final size with MNIST's pen width (a 1-px
-   line is thickened, a fat marker thinned);
-5. scaled_20px by area averaging, centred_28px by centre of mass, then normalized with the training
-   mean and std stored in the checkpoint.
+- grayscale: transparency flattened, colour converted to luma, a large image shrunk to WORK_SIZE;
+- ink_on_black: the paper's light (shadows, gradients, tinted paper) fitted by a smooth surface and
+  subtracted, so the ink is white on black whether it was dark on light or light on dark;
+- specks_removed: only the strokes kept (a hysteresis threshold, then connected components): no paper
+  texture, specks, or frame lines along the edges; a digit touching the edges stays whole;
+- cropped to the ink; stroke_normalised: strokes thinner or fatter than MNIST's pen dilated or eroded
+  into its range (a 1-px line and a fat marker both end up MNIST-like);
+- scaled_20px by area averaging; centred_28px by centre of mass; then normalized with the training
+  mean and std stored in the checkpoint.
 """
 
 from __future__ import annotations
@@ -44,15 +45,16 @@ SURFACE_SAMPLES = 48  # the paper's light is fitted on about this many points a 
 SURFACE_DEGREE = 2  # a quadratic surface follows vignetting, gradients and soft shadows, never strokes
 NOISE_FLOOR = 0.01  # below this the paper counts as noise-free (a digital drawing): about 2.5 grey levels
 INK_HIGH = 0.5  # a stroke holds ink at least this strong (a fraction of the strongest ink)...
-INK_LOW = 0.25  # ...and extends through pixels at least this strong (or NOISE_SIGMAS above the noise)
-NOISE_SIGMAS = 4.0
+INK_LOW = 0.25  # ...and extends through pixels at least this strong
+NOISE_SIGMAS = 4.0  # ink within this many noise stds of the paper is the paper's own texture
 SPECK_FRACTION = 0.02  # a blob under this share of the digit's ink is a speck, wherever it is
 STRAY_FRACTION = 0.15  # a blob under this share that lies away from the digit is stray ink too
 FRAME_SPAN = 0.9  # a line across this share of the image, inside the border band, is a frame or an edge
 FRAME_BAND = 0.1
 SUPERSAMPLE = 4  # strokes are redrawn at 4x the final size, then area-averaged: MNIST-like grey edges
-STROKE_WIDTH = 3.1  # MNIST's median pen in px of the 20 px digit, as stroke_width measures it here (5,000 digits)
-STROKE_RANGE = (2.3, 4.0)  # widths left as drawn: MNIST's 10th to 90th percentile, measured the same way
+# MNIST's own pen widths, 10th to 90th percentile (median 3.1), in px of the 20 px digit, as `stroke_width`
+# measures them after this module's steps (5,000 training digits). Wider or narrower strokes are clamped.
+STROKE_RANGE = (2.3, 4.0)
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
 
@@ -292,10 +294,10 @@ def paper_surface(gray: np.ndarray) -> np.ndarray:
 
 def pixel_noise(gray: np.ndarray, floor: float = NOISE_FLOOR) -> float:
     """The std of the pixel-to-pixel noise (sensor, JPEG, paper grain), from neighbours' differences."""
-    if gray.shape[1] < 2:
+    differences = np.abs(np.diff(gray[::2], axis=1))  # every other row is plenty
+    if differences.size < 100:  # a thumbnail: too few pixels to tell noise from strokes
         return floor
     # Strokes' edges are few: the median difference of neighbours is the noise's, times sqrt(2).
-    differences = np.abs(np.diff(gray[::2], axis=1))  # every other row is plenty
     return max(floor, 1.4826 * float(np.median(differences)) / np.sqrt(2))
 
 
@@ -434,21 +436,22 @@ CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 SQUARE = CROSS + ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
-def dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    """Grow `mask` by `steps` px, alternating cross and square steps so it grows about as a disc."""
+def dilate(image: np.ndarray, steps: int) -> np.ndarray:
+    """Grow the ink by `steps` px (each pixel takes its neighbours' max), alternating cross and square
+    steps so it grows about as a disc; on a grey image the edges stay anti-aliased."""
     for step in range(steps):
-        grown = mask.copy()
+        grown = image.copy()
         for row_step, col_step in SQUARE if step % 2 else CROSS:
-            grown |= neighbour(mask, row_step, col_step)
-        mask = grown
-    return mask
+            np.maximum(grown, neighbour(image, row_step, col_step), out=grown)
+        image = grown
+    return image
 
 
-def erode(mask: np.ndarray, square: bool) -> np.ndarray:
-    """`mask` less every pixel with a neighbour off it (4 neighbours, or all 8 if `square`)."""
-    eroded = mask.copy()
+def erode(image: np.ndarray, square: bool) -> np.ndarray:
+    """Shrink the ink by 1 px: each pixel takes the min of its 4 neighbours (all 8 if `square`) and itself."""
+    eroded = image.copy()
     for row_step, col_step in SQUARE if square else CROSS:
-        eroded &= neighbour(mask, row_step, col_step)
+        np.minimum(eroded, neighbour(image, row_step, col_step), out=eroded)
     return eroded
 
 
@@ -460,6 +463,8 @@ def stroke_width(mask: np.ndarray) -> float:
     gives L + w, and with the area Lw, w itself, for a long thin pen or a short fat marker alike.
     """
     area = [int(mask.sum())]
+    if area[0] == 0:
+        return 0.0
     steps = 0
     while area[-1] > area[0] / 2:
         mask = erode(mask, square=steps % 2 == 1)
@@ -471,50 +476,55 @@ def stroke_width(mask: np.ndarray) -> float:
     return (length_plus_width - np.sqrt(max(0.0, length_plus_width ** 2 - 4 * area[0]))) / 2
 
 
-def resize_ink(ink: np.ndarray, size: int) -> np.ndarray:
-    """`ink` with its longer side `size` px: bilinear, after a max-pool when shrinking, so a thin line survives."""
+def resize_ink(ink: np.ndarray, size: int, keep_thin_lines: bool = False) -> np.ndarray:
+    """`ink` with its longer side `size` px (bilinear up, area-averaged down), its peak set to 1.
+
+    With `keep_thin_lines`, each block of a large shrink first keeps its strongest ink, so a line far
+    thinner than a block stays at full strength instead of fading away.
+    """
     height, width = ink.shape
     factor = int(max(height, width) // size)
-    if factor >= 2:  # each factor x factor block keeps its strongest ink
+    if keep_thin_lines and factor >= 2:
         ink = np.pad(ink, ((0, -height % factor), (0, -width % factor)))
         ink = ink.reshape(ink.shape[0] // factor, factor, ink.shape[1] // factor, factor).max(axis=(1, 3))
         height, width = ink.shape
     scale = size / max(height, width)
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(np.ascontiguousarray(ink), mode="F").resize(new_size,
-                                                                                  Image.Resampling.BILINEAR))
+    method = Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX
+    resized = np.asarray(Image.fromarray(ink.astype(np.float32)).resize(new_size, method))
+    return resized * (1.0 / resized.max())
 
 
 def normalise_stroke(cropped: np.ndarray) -> np.ndarray:
-    """The digit redrawn at SUPERSAMPLE x DIGIT_SIZE px with MNIST's pen: a 0/1 float image.
+    """The digit with its strokes brought into MNIST's range of pen widths, STROKE_RANGE.
 
-    A stroke thinner than STROKE_RANGE is dilated and a thicker one eroded to STROKE_WIDTH (measured
-    after the final scaling); strokes within the range are left as drawn.
+    A thinner stroke is redrawn at SUPERSAMPLE x DIGIT_SIZE px and dilated to the range's lower end, a
+    fatter one eroded to its upper end (widths as measured after the final scaling); one within the
+    range is left exactly as drawn, so the change is never more than the stroke needs.
     """
     size = SUPERSAMPLE * DIGIT_SIZE
-    resized = resize_ink(cropped, size)
-    mask = resized >= INK_LOW
-    if not mask.any():  # a wisp of ink that vanished in the resize: keep its strongest pixels
-        mask = resized >= resized.max()
-    width = stroke_width(mask) / SUPERSAMPLE  # in px of the final 20 px digit
-    if STROKE_RANGE[0] <= width <= STROKE_RANGE[1]:
-        return mask.astype(np.float32)
+    strongest = resize_ink(cropped, size, keep_thin_lines=True)
+    width = stroke_width(strongest >= INK_LOW) / SUPERSAMPLE  # in px of the final 20 px digit
+    target = min(max(width, STROKE_RANGE[0]), STROKE_RANGE[1])
     # n px off (or onto) each side of every stroke also shortens (or lengthens) the digit by 2n, which the
-    # final scaling to DIGIT_SIZE takes back: solve (w - 2n) / (size - 2n) = STROKE_WIDTH / DIGIT_SIZE.
-    steps = round((DIGIT_SIZE * width * SUPERSAMPLE - size * STROKE_WIDTH) / (2 * DIGIT_SIZE - 2 * STROKE_WIDTH))
+    # final scaling to DIGIT_SIZE takes back: solve (w - 2n) / (size - 2n) = target / DIGIT_SIZE.
+    steps = round((DIGIT_SIZE * width * SUPERSAMPLE - size * target) / (2 * DIGIT_SIZE - 2 * target))
+    if steps == 0:
+        return cropped  # as drawn: the final scaling is its only resampling
     if steps < 0:
-        mask = dilate(np.pad(mask, -steps), -steps)
-    else:
-        for step in range(steps):  # erosion thins a fat stroke evenly (it may cut a much thinner part)
-            eroded = erode(mask, square=step % 2 == 1)
-            if not eroded.any():
-                break
-            mask = eroded
-    return crop_to_ink(mask).astype(np.float32)
+        # A thin stroke's greys say nothing about MNIST's pen: it is redrawn from its shape alone.
+        return crop_to_ink(dilate(np.pad((strongest >= INK_LOW).astype(np.float32), -steps), -steps))
+    ink = resize_ink(cropped, size)
+    for step in range(steps):  # erosion thins a fat stroke evenly (it may cut a much thinner part)
+        eroded = erode(ink, square=step % 2 == 1)
+        if eroded.max() < INK_HIGH:
+            break
+        ink = eroded
+    return crop_to_ink(ink)
 
 
 def scale_longer_side(ink: np.ndarray, size: int = DIGIT_SIZE) -> np.ndarray:
-    """Resize so the longer side is `size` px, keeping the aspect ratio, with anti-aliasing; peak set to 1."""
+    """Resize so the longer side is `size` px, keeping the aspect ratio, with anti-aliasing; core set to 1."""
     height, width = ink.shape
     scale = size / max(height, width)
     # The shorter side is padded with black to a whole number of output px, so a narrow '1' keeps its
@@ -525,9 +535,12 @@ def scale_longer_side(ink: np.ndarray, size: int = DIGIT_SIZE) -> np.ndarray:
     ink = np.pad(ink, ((pad_rows // 2, pad_rows - pad_rows // 2), (pad_cols // 2, pad_cols - pad_cols // 2)))
     # Area averaging turns a sharp stroke edge into grey, as MNIST's anti-aliasing did; it never overshoots.
     scaled = np.asarray(Image.fromarray(ink.astype(np.float32)).resize(new_size, Image.Resampling.BOX))
-    peak = scaled.max()
-    # A thin pen shrunk tenfold becomes faint; MNIST strokes always reach full white.
-    return scaled * (1.0 / peak) if peak > 0 else scaled
+    inked = scaled[scaled > 0]
+    if inked.size == 0:
+        return scaled
+    # MNIST's strokes have a white core: in 99% of its digits at least a tenth of the ink is at full white.
+    # A faint pencil, or a photo whose brightest speck of ink set the contrast, is brought up to that.
+    return np.minimum(scaled * (1.0 / np.percentile(inked, 90)), 1.0)
 
 
 def centre_by_mass(digit: np.ndarray, size: int = FIELD_SIZE) -> np.ndarray:

@@ -1,0 +1,311 @@
+"""Scoring a trained model on a folder of labelled digit images, and the `lenet-score` CLI.
+
+The labels come from a JSON object mapping each image's name (relative to the folder) to its digit,
+`{"d001.png": 0, "d002.png": 9}`, or from digit-named subfolders `0/` ... `9/`. The score is what
+`lenet-predict` would answer for each image: accuracy (an unsure answer counts as not read), accuracy per
+digit, the confusion pairs, the unsure count, and a contact sheet of every misread image beside the 28x28
+input the model saw, to show whether the model or the preprocessing was at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from lenet.cli import add_model_arguments, print_error, printable, run_command
+from lenet.errors import LenetError
+from lenet.files import atomic_write
+from lenet.predict import Prediction, Predictor, classify, load_model
+from lenet.preprocess import IMAGE_EXTENSIONS, PreprocessError, open_image, preprocess, to_grayscale
+
+LABELS_FILE = "labels.json"
+SHEET = "misread.png"
+DIGITS = [str(digit) for digit in range(10)]
+TILE = 112  # px a side of each picture on the contact sheet (the 28x28 input at 4x)
+SHEET_COLUMNS = 4  # misread images per row of the sheet, each as a pair of pictures
+
+
+@dataclass
+class Scored:
+    """One labelled image and the model's answer."""
+
+    file: Path
+    label: int
+    prediction: Prediction
+
+    @property
+    def correct(self) -> bool:
+        """Read as its label (an unsure answer never is)."""
+        return self.prediction.label == self.label
+
+
+@dataclass
+class Score:
+    """Every labelled image's answer, and the images that could not be read."""
+
+    scored: list[Scored]
+    errors: list[tuple[Path, str]]  # (file, the one-sentence reason)
+
+    @property
+    def correct(self) -> int:
+        return sum(item.correct for item in self.scored)
+
+    @property
+    def unsure(self) -> int:
+        return sum(item.prediction.unsure for item in self.scored)
+
+    @property
+    def wrong(self) -> int:
+        """Read confidently as another digit."""
+        return len(self.scored) - self.correct - self.unsure
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / len(self.scored) if self.scored else 0.0
+
+    @property
+    def misread(self) -> list[Scored]:
+        """Every image not read as its label (wrong or unsure), in file order."""
+        return [item for item in self.scored if not item.correct]
+
+    def per_digit(self) -> dict[int, tuple[int, int]]:
+        """For each digit that has images: (read correctly, total)."""
+        totals = Counter(item.label for item in self.scored)
+        hits = Counter(item.label for item in self.scored if item.correct)
+        return {digit: (hits[digit], totals[digit]) for digit in sorted(totals)}
+
+    def confusions(self) -> list[tuple[int, int, int]]:
+        """(label, read as, count) for every confident misreading, most frequent first."""
+        pairs = Counter((item.label, item.prediction.label) for item in self.scored
+                        if not item.correct and not item.prediction.unsure)
+        return [(label, read, count) for (label, read), count in
+                sorted(pairs.items(), key=lambda pair: (-pair[1], pair[0]))]
+
+
+def is_image(path: Path) -> bool:
+    """A visible file with an image extension."""
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def read_labels_file(folder: Path, labels: Path) -> list[tuple[Path, int]]:
+    """(image path, digit) for each entry of a labels JSON object; LenetError naming what is wrong."""
+    try:
+        text = labels.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LenetError(f"{labels} does not exist: pass --labels the JSON file of labels.") from None
+    except IsADirectoryError:
+        raise LenetError(f"{labels} is a folder, not a labels file: pass --labels the JSON file.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise LenetError(f"{labels} cannot be read ({getattr(error, 'strerror', None) or error}): "
+                         "check the file.") from None
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LenetError(f"{labels} is not valid JSON ({error.msg} at line {error.lineno}, column "
+                         f"{error.colno}): write it as {{\"image.png\": 7, ...}}.") from None
+    if not isinstance(entries, dict):
+        raise LenetError(f"{labels} holds a JSON {type(entries).__name__}, not an object: write it as "
+                         "{\"image.png\": 7, ...}.")
+    items = []
+    for name, digit in entries.items():
+        # A digit may be written 7 or "7"; true, 7.5, 10 and "seven" are mistakes.
+        if isinstance(digit, str) and digit.strip() in DIGITS:
+            digit = int(digit)
+        if isinstance(digit, bool) or not isinstance(digit, int) or not 0 <= digit <= 9:
+            raise LenetError(f"{labels} labels {name!r} as {json.dumps(digit)}: a label must be a digit 0-9.")
+        items.append((folder / name, digit))
+    return items
+
+
+def read_digit_folders(folder: Path) -> list[tuple[Path, int]]:
+    """(image path, digit) for every image in the subfolders 0/ ... 9/ of `folder`, in sorted order."""
+    items = []
+    for digit in range(10):
+        subfolder = folder / str(digit)
+        if subfolder.is_dir():
+            items.extend((path, digit) for path in sorted(subfolder.iterdir()) if is_image(path))
+    return items
+
+
+def labelled_images(folder: str | os.PathLike, labels: str | os.PathLike | None = None) -> list[tuple[Path, int]]:
+    """The labelled images of `folder`: from `labels` (default: folder/labels.json if it exists), else
+    from its digit-named subfolders; LenetError if the folder or the labels are unusable or hold no images."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise LenetError(f"{folder} does not exist: pass the folder of labelled images.")
+    if not folder.is_dir():
+        raise LenetError(f"{folder} is not a folder: pass the folder of labelled images.")
+    if labels is None and (folder / LABELS_FILE).is_file():
+        labels = folder / LABELS_FILE
+    if labels is not None:
+        items = read_labels_file(folder, Path(labels))
+        where = f"{labels} lists no images"
+    else:
+        if not any((folder / digit).is_dir() for digit in DIGITS):
+            raise LenetError(f"{folder} has no {LABELS_FILE} and no digit-named subfolders (0/ to 9/): pass "
+                             "--labels FILE, or sort the images into subfolders named for their digit.")
+        items = read_digit_folders(folder)
+        where = f"the subfolders 0/ to 9/ of {folder} hold no images ({', '.join(IMAGE_EXTENSIONS)})"
+    if not items:
+        raise LenetError(f"{where}: there is nothing to score.")
+    return items
+
+
+def score(predictor: Predictor, items: Sequence[tuple[Path, int]]) -> Score:
+    """Predict every labelled image (one batch); an unreadable image becomes an error, not a crash."""
+    ready, errors = [], []
+    for path, label in items:
+        try:
+            ready.append((path, label, preprocess(path, predictor.mean, predictor.std)))
+        except PreprocessError as error:
+            errors.append((path, str(error)))
+    predictions = classify(predictor, [item for _, _, item in ready])
+    scored = [Scored(file=path, label=label, prediction=prediction)
+              for (path, label, _), prediction in zip(ready, predictions)]
+    return Score(scored=scored, errors=errors)
+
+
+def answer_text(item: Scored, classes: Sequence[str]) -> str:
+    """'9 read as 8 (71%)' or '9: unsure (best guess 8, 45%)'."""
+    best, probability = item.prediction.top(1)[0]
+    if item.prediction.unsure:
+        return f"{classes[item.label]}: unsure (best guess {classes[best]}, {probability:.0%})"
+    return f"{classes[item.label]} read as {classes[best]} ({probability:.0%})"
+
+
+def thumbnail(path: Path) -> Image.Image:
+    """The image as the user sees it, fitted into a TILE x TILE white square."""
+    image = open_image(path)
+    try:
+        image = image.convert("RGB")
+    except (ValueError, OSError):  # a colour mode Pillow cannot convert: show its grayscale
+        image = Image.fromarray(np.round(to_grayscale(image) * 255).astype(np.uint8)).convert("RGB")
+    tile = Image.new("RGB", (TILE, TILE), "white")
+    fitted = ImageOps.contain(image, (TILE, TILE))
+    tile.paste(fitted, ((TILE - fitted.width) // 2, (TILE - fitted.height) // 2))
+    return tile
+
+
+def contact_sheet(misread: Sequence[Scored], classes: Sequence[str]) -> Image.Image:
+    """Each misread image beside the 28x28 input the model saw (at 4x), captioned with its file and answer."""
+    font = ImageFont.load_default()
+    caption = 30  # px of text under each pair
+    gap = 12
+    columns = min(SHEET_COLUMNS, len(misread))
+    rows = -(-len(misread) // columns)
+    cell_width, cell_height = 2 * TILE + 4 + gap, TILE + caption + gap
+    sheet = Image.new("RGB", (columns * cell_width + gap, rows * cell_height + gap), (235, 235, 235))
+    draw = ImageDraw.Draw(sheet)
+    for index, item in enumerate(misread):
+        left = gap + (index % columns) * cell_width
+        top = gap + (index // columns) * cell_height
+        sheet.paste(thumbnail(item.file), (left, top))
+        seen = Image.fromarray(np.round(item.prediction.image * 255).astype(np.uint8))
+        sheet.paste(seen.resize((TILE, TILE), Image.Resampling.NEAREST).convert("RGB"), (left + TILE + 4, top))
+        draw.text((left, top + TILE + 2), printable(item.file.name), fill="black", font=font)
+        draw.text((left, top + TILE + 15), answer_text(item, classes), fill=(180, 0, 0), font=font)
+    return sheet
+
+
+def write_sheet(path: str | os.PathLike, misread: Sequence[Scored], classes: Sequence[str]) -> Path:
+    """Draw the contact sheet and write it as a PNG, atomically."""
+    sheet = contact_sheet(misread, classes)
+    return atomic_write(path, lambda file: sheet.save(file, format="PNG"))
+
+
+def report(result: Score, classes: Sequence[str]) -> list[str]:
+    """The score as lines of text: accuracy, per digit, confusion pairs, and each misread image."""
+    total = len(result.scored)
+    lines = [f"accuracy {result.accuracy:.1%} ({result.correct}/{total}): {result.wrong} wrong, "
+             f"{result.unsure} unsure"]
+    lines.append("per digit: " + "  ".join(f"{classes[digit]} {hits / count:.0%} ({hits}/{count})"
+                                          for digit, (hits, count) in result.per_digit().items()))
+    confusions = result.confusions()
+    lines.append("confusions (label -> read as): " + (", ".join(
+        f"{classes[label]} -> {classes[read]} x{count}" for label, read, count in confusions) or "none"))
+    lines.extend(printable(f"  {item.file}: {answer_text(item, classes)}") for item in result.misread)
+    return lines
+
+
+def as_json(result: Score, classes: Sequence[str], sheet: Path | None) -> dict:
+    """The --json object: the same facts as the text report, plus every error."""
+    return {
+        "total": len(result.scored), "correct": result.correct, "wrong": result.wrong, "unsure": result.unsure,
+        "accuracy": round(result.accuracy, 6),
+        "per_digit": {classes[digit]: {"correct": hits, "total": count, "accuracy": round(hits / count, 6)}
+                      for digit, (hits, count) in result.per_digit().items()},
+        "confusions": [{"label": label, "read_as": read, "count": count}
+                       for label, read, count in result.confusions()],
+        "misread": [{"file": printable(str(item.file)), "label": item.label, "read_as": item.prediction.label,
+                     "best_guess": item.prediction.top(1)[0][0],
+                     "probability": round(item.prediction.probability, 6)} for item in result.misread],
+        "errors": [{"file": printable(str(path)), "error": printable(message)} for path, message in result.errors],
+        "sheet": printable(str(sheet)) if sheet is not None else None,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `lenet-score` command line; every help text states its default."""
+    parser = argparse.ArgumentParser(
+        prog="lenet-score",
+        description="Score a trained LeNet-5 on a folder of labelled digit images: accuracy, accuracy per digit, "
+                    "the confusion pairs, the unsure count, and a contact sheet of the misread images beside "
+                    "the 28x28 input the model saw.")
+    parser.add_argument("folder", metavar="DIR",
+                        help="the folder of images: labelled by --labels, or sorted into subfolders 0/ to 9/ "
+                             "(required)")
+    parser.add_argument("--labels", metavar="FILE", default=None,
+                        help=f"a JSON object of image name (relative to DIR) -> digit, e.g. {{\"a.png\": 7}} "
+                             f"(default: DIR/{LABELS_FILE} if it exists, else the subfolders 0/ to 9/)")
+    parser.add_argument("--sheet", metavar="PATH", default=SHEET,
+                        help=f"where to write the contact sheet PNG of the misread images (default: {SHEET}, "
+                             "written only when an image is misread)")
+    parser.add_argument("--no-sheet", action="store_true", help="write no contact sheet (default: off)")
+    add_model_arguments(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of lines of text (default: off)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `lenet-score` / `python -m lenet.score`: 0 if every image was scored, else 2."""
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: score_folder(args))
+
+
+def score_folder(args: argparse.Namespace) -> int:
+    """Score the folder the arguments name and print the report (or JSON); write the contact sheet."""
+    items = labelled_images(args.folder, args.labels)  # before the model: a bad folder fails fast
+    predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
+    print(f"using {predictor.describe()}", file=sys.stderr, flush=True)
+    result = score(predictor, items)
+    for path, message in result.errors:
+        print_error(message)
+    if not result.scored:
+        raise LenetError(f"none of the {len(items)} labelled images could be read: see the errors above.")
+    sheet = None
+    if result.misread and not args.no_sheet:
+        sheet = write_sheet(args.sheet, result.misread, predictor.classes)
+    if args.json:
+        print(json.dumps(as_json(result, predictor.classes, sheet), indent=2))
+    else:
+        for line in report(result, predictor.classes):
+            print(line)
+        if sheet is not None:
+            print(printable(f"contact sheet of the {len(result.misread)} misread images: {sheet}"))
+        if result.errors:
+            print(f"{len(result.errors)} images could not be read (see the errors above): not scored.")
+    return 2 if result.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
