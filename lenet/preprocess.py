@@ -38,6 +38,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 DIGIT_SIZE = 20  # the longer side of the digit inside the 28x28 field, as in MNIST
 FIELD_SIZE = 28
 CENTRE = 14.0  # where MNIST puts the centre of mass (its mean over the training set is 14.0, 14.0)
+MIN_INK_LENGTH = 0.1  # less ink than a 1-px line a tenth of the image's longer side long: specks, no digit
 MIN_CONTRAST = 0.1  # ink must differ from the background by at least this much (about 25 grey levels)
 
 WORK_SIZE = 256  # a larger image is shrunk so its longer side is this (a digit needs far fewer pixels)
@@ -577,6 +578,8 @@ def preprocess_steps(image: ImageLike) -> dict[str, Image.Image | np.ndarray]:
     ink = ink_on_black(gray, name, shrink)
     strokes = remove_specks(ink)
     cropped = crop_to_ink(strokes)
+    if strokes.sum() < MIN_INK_LENGTH * max(gray.shape):
+        raise PreprocessError(f"{name} is blank, only a speck of ink was found: draw or photograph a digit.")
     redrawn = normalise_stroke(cropped)
     scaled = scale_longer_side(redrawn)
     return {"raw": raw, "grayscale": gray, "ink_on_black": ink, "specks_removed": strokes, "cropped": cropped,

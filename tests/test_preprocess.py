@@ -1,4 +1,3 @@
-import io
 import os
 import struct
 import zlib
@@ -6,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import png_bytes
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -44,12 +44,6 @@ def ink_box(image: np.ndarray) -> tuple[int, int]:
     """(height, width) of the smallest box around every pixel with ink."""
     rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
     return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def with_header_size(png: bytes, width: int, height: int) -> bytes:
@@ -317,6 +311,17 @@ def test_paper_texture_alone_is_blank():
     paper = np.clip(np.random.default_rng(0).normal(200, 4, (200, 200)), 0, 255).astype(np.uint8)
     with pytest.raises(PreprocessError, match="no ink found"):
         preprocess(paper, 0.0, 1.0)
+
+
+def test_a_speck_on_blank_paper_is_no_digit_but_a_small_digit_is_one():
+    paper = np.clip(np.random.default_rng(0).normal(235, 3, (200, 200)), 0, 255).astype(np.uint8)
+    paper[120:122, 80:82] = 120  # two 2x2 specks of dust, far apart
+    paper[30:32, 170:172] = 120
+    with pytest.raises(PreprocessError, match="only a speck of ink was found"):
+        preprocess(paper, 0.0, 1.0)
+    small = Image.new("L", (200, 200), 235)
+    ImageDraw.Draw(small).line([(96, 90), (104, 90), (99, 106)], fill=20, width=2)  # a 7 of 16 px
+    assert ink_box(preprocess_steps(small)["centred_28px"])[0] >= 15
 
 
 def test_label_components_joins_diagonal_neighbours_and_separates_the_rest():
