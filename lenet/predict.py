@@ -92,6 +92,13 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
                      test_accuracy=run_test_accuracy(path))
 
 
+def load_announced(args: argparse.Namespace) -> Predictor:
+    """The model a command's --checkpoint / --runs-dir name, said on stderr: "using <run>/checkpoints/best.pt (...)"."""
+    predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
+    print(f"using {predictor.describe()}", file=sys.stderr, flush=True)
+    return predictor
+
+
 def run_test_accuracy(checkpoint_path: Path) -> float | None:
     """The test accuracy in metrics.json of the run a best.pt belongs to, or None."""
     metrics = checkpoint_path.parent.parent / "metrics.json"
@@ -211,8 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def predict_files(args: argparse.Namespace) -> int:
     """Predict every image the arguments name, printing one line (or JSON object) per input."""
-    predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
-    print(f"using {predictor.describe()}", file=sys.stderr, flush=True)
+    predictor = load_announced(args)
     files = expand_inputs(args.images)
     outcomes: dict[int, Prediction | str] = {}  # by position in `files`: a prediction or an error sentence
     ready: list[tuple[int, Preprocessed]] = []

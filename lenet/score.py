@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from lenet.cli import add_model_arguments, print_error, printable, run_command
 from lenet.errors import LenetError
 from lenet.files import atomic_write
-from lenet.predict import Prediction, Predictor, classify, load_model
+from lenet.predict import Prediction, Predictor, classify, load_announced
 from lenet.preprocess import IMAGE_EXTENSIONS, PreprocessError, open_image, preprocess, to_grayscale
 
 LABELS_FILE = "labels.json"
@@ -285,8 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def score_folder(args: argparse.Namespace) -> int:
     """Score the folder the arguments name and print the report (or JSON); write the contact sheet."""
     items = labelled_images(args.folder, args.labels)  # before the model: a bad folder fails fast
-    predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
-    print(f"using {predictor.describe()}", file=sys.stderr, flush=True)
+    predictor = load_announced(args)
     result = score(predictor, items)
     for path, message in result.errors:
         print_error(message)

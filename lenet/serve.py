@@ -118,16 +118,16 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def answer(model: Predictor, image: bytes, file: str | None) -> dict[str, Any]:
+def answer(predictor: Predictor, image: bytes, file: str | None) -> dict[str, Any]:
     """The JSON object for one image: as `lenet-predict --json`, plus the input the model saw."""
-    prediction: Prediction = predict(model, image)[0]
+    prediction: Prediction = predict(predictor, image)[0]
     return {**as_json(file, prediction), "image": png_data_url(prediction.image)}
 
 
-def answer_and_release(model: Predictor, image: bytes, file: str | None, pixels: int) -> dict[str, Any]:
+def answer_and_release(predictor: Predictor, image: bytes, file: str | None, pixels: int) -> dict[str, Any]:
     """`answer`, then hand the memory a large image took back to the system."""
     try:
-        return answer(model, image, file)
+        return answer(predictor, image, file)
     finally:
         if pixels > RELEASE_ABOVE_PIXELS:
             release_memory()
@@ -313,8 +313,8 @@ def require_serve_extra() -> None:
         raise LenetError(f"serving needs {MISSING_PACKAGE}, which is not installed: pip install -e '.[serve]'.")
 
 
-def create_app(model: Predictor, settings: ServerSettings | None = None) -> FastAPI:
-    """The web app serving `model`: POST /predict, GET /health, the drawing page at GET / and its files in /static/."""
+def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> FastAPI:
+    """The web app serving `predictor`: POST /predict, GET /health, the drawing page at GET / and its files in /static/."""
     require_serve_extra()
     settings = settings or ServerSettings()
 
@@ -358,7 +358,7 @@ def create_app(model: Predictor, settings: ServerSettings | None = None) -> Fast
     @app.get("/health")
     async def health() -> dict[str, str]:
         # What was loaded, not whether its file is still there: the model lives in memory.
-        return {"status": "ok", "model": model.describe(), "loaded_at": model.loaded_at}
+        return {"status": "ok", "model": predictor.describe(), "loaded_at": predictor.loaded_at}
 
     @app.post("/predict")
     async def predict_digit(request: Request) -> dict[str, Any]:
@@ -374,7 +374,7 @@ def create_app(model: Predictor, settings: ServerSettings | None = None) -> Fast
                                      f"bytes of an image of a digit ({IMAGE_FORMATS}).")
         pixels = check_header(image, settings.max_pixels)
         try:
-            return await request.app.state.slots.run(answer_and_release, model, image, file, pixels)
+            return await request.app.state.slots.run(answer_and_release, predictor, image, file, pixels)
         except PreprocessError as error:
             raise HTTPException(400, str(error)) from None
 
@@ -513,14 +513,14 @@ def serve(args: argparse.Namespace) -> int:
     """Load the model and serve it until SIGTERM or Ctrl+C."""
     require_serve_extra()
     settings = settings_from(args)
-    model = load_model(args.checkpoint, runs_dir=args.runs_dir)
-    app = create_app(model, settings)
+    predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
+    app = create_app(predictor, settings)
     server_socket = listen(args.host, args.port)
     # One image is too little work to split across cores; requests run in parallel threads instead.
     torch.set_num_threads(1)
     host, port = server_socket.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
-    print(f"serving {model.describe()} at http://{url_host}:{port}/ (Ctrl+C to stop)", flush=True)
+    print(f"serving {predictor.describe()} at http://{url_host}:{port}/ (Ctrl+C to stop)", flush=True)
     try:
         uvicorn.Server(server_config(app, settings, access_log=not args.quiet)).run(sockets=[server_socket])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down gracefully

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from benchmarks import load_test
+from benchmarks.serve_limits import time_connected
 from conftest import real_mnist_dir, synthetic_digits
 from helpers import huge_png, png_bytes
 
@@ -402,20 +403,6 @@ def test_client_that_leaves_mid_upload_is_one_info_line_not_a_traceback(live_ser
     assert "Traceback" not in text and "ERROR" not in text
 
 
-def connected_for(port: int, send: bytes) -> tuple[float, bytes]:
-    """Connect, send `send`, wait until the server closes: (seconds connected, what it sent)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=90) as connection:
-        start = time.monotonic()
-        connection.sendall(send)
-        reply = b""
-        try:
-            while data := connection.recv(65536):
-                reply += data
-        except ConnectionResetError:
-            pass
-        return time.monotonic() - start, reply
-
-
 @pytest.fixture(scope="module")
 def short_timeouts_server(checkpoint, tmp_path_factory):
     """`lenet-serve` with 3 s header and body deadlines, a 1 s keep-alive and at most 4 connections."""
@@ -425,7 +412,7 @@ def short_timeouts_server(checkpoint, tmp_path_factory):
 
 
 def test_client_that_sends_headers_then_nothing_is_answered_408_and_disconnected(short_timeouts_server):
-    seconds, reply = connected_for(short_timeouts_server, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    seconds, reply = time_connected(short_timeouts_server, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                                           b"Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n")
     assert 2 < seconds < DISCONNECTED_WITHIN
     head, body = reply.split(b"\r\n\r\n", 1)
@@ -436,7 +423,7 @@ def test_client_that_sends_headers_then_nothing_is_answered_408_and_disconnected
 @pytest.mark.parametrize("send", [b"POST /pred", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n", b""],
                          ids=["half a request line", "headers without their end", "nothing"])
 def test_client_that_never_finishes_its_headers_is_disconnected(short_timeouts_server, send):
-    seconds, reply = connected_for(short_timeouts_server, send)
+    seconds, reply = time_connected(short_timeouts_server, send)
     assert 2 < seconds < DISCONNECTED_WITHIN and reply == b""
 
 
