@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import lenet.predict as predict_module
 import lenet.score as score_module
 from lenet.errors import LenetError
 from lenet.predict import Predictor
@@ -65,7 +66,7 @@ def labels_json(root: Path, labels: dict | None = None) -> Path:
 def shapes(monkeypatch) -> Predictor:
     """The commands load the shape reader instead of a trained checkpoint."""
     predictor = reader()
-    monkeypatch.setattr(score_module, "load_model", lambda *args, **kwargs: predictor)
+    monkeypatch.setattr(predict_module, "load_model", lambda *args, **kwargs: predictor)
     return predictor
 
 
