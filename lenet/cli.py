@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from lenet.errors import LenetError
 
@@ -28,6 +28,18 @@ def run_command(body: Callable[[], int]) -> int:
     except LenetError as error:
         print_error(error)
         return 2
+
+
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of one lenet command; its help texts state their defaults."""
+    return argparse.ArgumentParser(prog=prog, description=description)
+
+
+def run_parsed(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int],
+               argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (bad flags exit 2 through argparse), then `run_command` the body with the arguments."""
+    args = parser.parse_args(argv)
+    return run_command(lambda: body(args))
 
 
 def print_error(message: object) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 
 from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
-from lenet.cli import run_command
+from lenet.cli import command_parser, run_parsed
 from lenet.errors import LenetError
 from lenet.files import atomic_write
 
@@ -98,6 +98,9 @@ def check_target(output: Path, format: str, force: bool) -> None:
         mode = output.stat().st_mode
     except FileNotFoundError:
         return
+    except NotADirectoryError:
+        raise LenetError(f"cannot write {output}: part of its folder path is a file, not a folder; "
+                         "choose another -o path.") from None
     except OSError as error:
         raise LenetError(f"cannot write {output} ({error.strerror or error}): choose another -o path.") from None
     if stat.S_ISDIR(mode):
@@ -116,10 +119,10 @@ def suffix(format: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `lenet-export` command line; every help text states its default."""
-    parser = argparse.ArgumentParser(
-        prog="lenet-export",
-        description="Export a trained LeNet-5 checkpoint as ONNX or TorchScript. The exported model takes a "
-                    "normalized (N, 1, 28, 28) float32 batch of any size and returns (N, 10) logits; the "
+    parser = command_parser(
+        "lenet-export",
+        "Export a trained LeNet-5 checkpoint as ONNX or TorchScript. The exported model takes a "
+        "normalized (N, 1, 28, 28) float32 batch of any size and returns (N, 10) logits; the "
                     "training mean and std are stored in the file's metadata.")
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="the checkpoint to export, e.g. "
                                                                 "runs/<run>/checkpoints/best.pt (required)")
@@ -136,15 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-export` / `python -m lenet.export`: 0 on success, 2 on a user error."""
-    args = build_parser().parse_args(argv)
+    return run_parsed(build_parser(), export_file, argv)
 
-    def body() -> int:
-        path = export(args.checkpoint, args.format.lower(), args.output, force=args.force)
-        print(f"wrote {path} ({args.format.lower()}, {path.stat().st_size / 1024:.0f} KB): input {INPUT_NAME!r} "
-              f"(N, 1, 28, 28) normalized, output {OUTPUT_NAME!r} (N, 10) logits")
-        return 0
 
-    return run_command(body)
+def export_file(args: argparse.Namespace) -> int:
+    """Export the checkpoint the arguments name, and say where it went."""
+    path = export(args.checkpoint, args.format.lower(), args.output, force=args.force)
+    print(f"wrote {path} ({args.format.lower()}, {path.stat().st_size / 1024:.0f} KB): input {INPUT_NAME!r} "
+          f"(N, 1, 28, 28) normalized, output {OUTPUT_NAME!r} (N, 10) logits")
+    return 0
 
 
 if __name__ == "__main__":

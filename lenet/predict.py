@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
-from lenet.cli import add_model_arguments, default_checkpoint, print_error, printable, run_command
+from lenet.cli import add_model_arguments, command_parser, default_checkpoint, print_error, printable, run_parsed
 from lenet.errors import LenetError
 from lenet.model import LeNet5
 from lenet.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
@@ -197,10 +197,10 @@ def as_json(file: str | None, outcome: Prediction | str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `lenet-predict` command line; every help text states its default."""
-    parser = argparse.ArgumentParser(
-        prog="lenet-predict",
-        description="Predict the digit in each image with a trained LeNet-5. Images may be dark ink on light "
-                    "paper or light on dark, any size; they are prepared as MNIST was.")
+    parser = command_parser(
+        "lenet-predict",
+        "Predict the digit in each image with a trained LeNet-5. Images may be dark ink on light "
+        "paper or light on dark, any size; they are prepared as MNIST was.")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help=f"image files ({', '.join(IMAGE_EXTENSIONS)}) or folders of them, read in sorted "
                              "order (required)")
@@ -212,8 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-predict` / `python -m lenet.predict`: 0 if every input was predicted, else 2."""
-    args = build_parser().parse_args(argv)
-    return run_command(lambda: predict_files(args))
+    return run_parsed(build_parser(), predict_files, argv)
 
 
 def predict_files(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lenet.cli import add_model_arguments, print_error, printable, run_command
+from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
 from lenet.errors import LenetError
 from lenet.files import atomic_write
 from lenet.predict import Prediction, Predictor, classify, load_announced
@@ -255,11 +255,11 @@ def as_json(result: Score, classes: Sequence[str], sheet: Path | None) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `lenet-score` command line; every help text states its default."""
-    parser = argparse.ArgumentParser(
-        prog="lenet-score",
-        description="Score a trained LeNet-5 on a folder of labelled digit images: accuracy, accuracy per digit, "
-                    "the confusion pairs, the unsure count, and a contact sheet of the misread images beside "
-                    "the 28x28 input the model saw.")
+    parser = command_parser(
+        "lenet-score",
+        "Score a trained LeNet-5 on a folder of labelled digit images: accuracy, accuracy per digit, "
+        "the confusion pairs, the unsure count, and a contact sheet of the misread images beside "
+        "the 28x28 input the model saw.")
     parser.add_argument("folder", metavar="DIR",
                         help="the folder of images: labelled by --labels, or sorted into subfolders 0/ to 9/ "
                              "(required)")
@@ -270,16 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where to write the contact sheet PNG of the misread images (default: {SHEET}, "
                              "written only when an image is misread)")
     parser.add_argument("--no-sheet", action="store_true", help="write no contact sheet (default: off)")
-    add_model_arguments(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of lines of text (default: off)")
+    add_model_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-score` / `python -m lenet.score`: 0 if every image was scored, else 2."""
-    args = build_parser().parse_args(argv)
-    return run_command(lambda: score_folder(args))
+    return run_parsed(build_parser(), score_folder, argv)
 
 
 def score_folder(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lenet.cli import add_model_arguments, printable, run_command
+from lenet.cli import add_model_arguments, command_parser, printable, run_command
 from lenet.errors import LenetError
 from lenet.predict import Prediction, Predictor, as_json, load_model, predict
 from lenet.preprocess import IMAGE_FORMATS, PreprocessError, to_grayscale
@@ -464,10 +464,10 @@ def listen(host: str, port: int) -> socket.socket:
 def build_parser() -> argparse.ArgumentParser:
     """The `lenet-serve` command line; every help text states its default."""
     default = ServerSettings()
-    parser = argparse.ArgumentParser(
-        prog="lenet-serve",
-        description="Serve a trained LeNet-5 over HTTP: POST an image to /predict, or open / in a browser and "
-                    "draw a digit.")
+    parser = command_parser(
+        "lenet-serve",
+        "Serve a trained LeNet-5 over HTTP: POST an image to /predict, or open / in a browser and "
+        "draw a digit.")
     add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="the address to listen on; 0.0.0.0 exposes the server to the network "
