@@ -54,6 +54,7 @@ class Callback:
     def on_step(self, state: RunState, loss: torch.Tensor) -> None: ...
     def on_epoch_end(self, state: RunState) -> None: ...
     def on_train_end(self, state: RunState) -> None: ...
+    def on_interrupt(self, state: RunState) -> None: ...
 
 
 class EarlyStopping:
@@ -120,6 +121,10 @@ class TensorBoardLogger(Callback):
             if parameter.grad is not None:
                 self.writer.add_histogram(f"gradients/{name}", parameter.grad.detach().cpu(), epoch)
         self.writer.flush()
+
+    def on_interrupt(self, state: RunState) -> None:
+        if self.writer is not None:  # closed now: a writer left open would write into the folder at exit
+            self.writer.close()
 
     def on_train_end(self, state: RunState) -> None:
         hparams = {k: v for k, v in state.config.to_dict().items()

@@ -237,6 +237,8 @@ def fit(config: Config | None = None, resume: str | Path | None = None, changes:
                     print(f"early stop: val loss has not improved for {config.patience} epochs", flush=True)
                 break
     except KeyboardInterrupt:
+        for callback in callbacks:
+            callback.on_interrupt(state)
         raise Interrupted(state.run_dir, len(state.history)) from None
     state.result = finish(state)
     for callback in callbacks:

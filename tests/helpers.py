@@ -11,6 +11,8 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from lenet.callbacks import Callback
+
 
 def png_bytes(image: Image.Image) -> bytes:
     """`image` encoded as PNG."""
@@ -43,15 +45,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class StopAfter:
+class StopAfter(Callback):
     """A `fit` callback that simulates a killed run: Ctrl+C right after a given epoch's checkpoints are written."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def on_train_start(self, state) -> None: ...
-    def on_step(self, state, loss) -> None: ...
-    def on_train_end(self, state) -> None: ...
 
     def on_epoch_end(self, state) -> None:
         if state.epoch == self.epoch:
