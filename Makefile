@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: install  ## train with the default config; pass flags with ARGS="--epochs 5"
-	$(PY) -m lenet.train $(ARGS)
+	$(PY) -m lenet.cli.train $(ARGS)
 
 test: test-package test-notebooks  ## the whole suite: package tests, then the notebooks under nbval
 

@@ -116,7 +116,7 @@ def run_lenet(preset: str, epochs: int | None, seed: int, smoke: bool, runs_dir:
 
     from lenet.callbacks import Callback
     from lenet.config import PRESETS, Config
-    from lenet.predict import load_model, predict
+    from lenet.inference.predict import load_model, predict
     from lenet.train import evaluate, fit
 
     class TestAccuracyEachEpoch(Callback):
@@ -258,7 +258,6 @@ def main() -> None:
     if args.pipeline:
         return child(args)
 
-    from lenet.errors import LenetError
     seeds = 1 if args.smoke else args.seeds
     pipelines = ["tutorial"] + args.presets.split(",")
     results: dict[str, list[dict]] = {name: [] for name in pipelines}

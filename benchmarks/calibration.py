@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 from lenet.calibration import expected_calibration_error, reliability  # noqa: E402
 from lenet.cli import add_model_arguments, run_command  # noqa: E402
-from lenet.predict import UNSURE_BELOW, Predictor, load_model  # noqa: E402
-from lenet.preprocess import PreprocessError, preprocess  # noqa: E402
+from lenet.inference.predict import UNSURE_BELOW, Predictor, load_model  # noqa: E402
+from lenet.inference.preprocess import PreprocessError, preprocess  # noqa: E402
 
 KINDS = ("blank-ish", "scribble", "letter", "noise", "gradient")
 LETTERS = "ACEFHKMNPRVWXYkmwx#@&%"  # shapes that are no digit (no O, I, S, B, Z, G, q...)

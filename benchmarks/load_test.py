@@ -6,7 +6,7 @@
                                                       # a server that is already running, serving that checkpoint
 
 The images are MNIST test digits drawn black on white at 112x112 px (as a user would upload them) when
-$LENET_DATA_DIR holds MNIST, else two drawn digits. Every answer is checked against lenet.predict run
+$LENET_DATA_DIR holds MNIST, else two drawn digits. Every answer is checked against lenet.inference.predict run
 in this process on the same image with the same checkpoint. Prints requests/s and p50/p99 latency;
 exits 1 on any error, busy answer (503) or wrong answer. Bounded in count and in time: it stops by itself.
 """
@@ -101,8 +101,8 @@ test_images.__test__ = False  # a helper, not a pytest test
 
 
 def expected_predictions(checkpoint: str | os.PathLike, images: Sequence[bytes]) -> list[int | None]:
-    """What lenet.predict answers for each image with this checkpoint, in this process."""
-    from lenet.predict import as_json, load_model, predict
+    """What lenet.inference.predict answers for each image with this checkpoint, in this process."""
+    from lenet.inference.predict import as_json, load_model, predict
     return [as_json(None, answer)["prediction"] for answer in predict(load_model(checkpoint), list(images))]
 
 
@@ -127,7 +127,7 @@ def server_process(checkpoint: str | os.PathLike, log: Path | None = None, timeo
     """As `serving`, with extra lenet-serve flags `args`; yields (base URL, the server's process)."""
     port = free_port()
     with open(log or os.devnull, "wb") as output:
-        server = subprocess.Popen([sys.executable, "-m", "lenet.serve", "--checkpoint", str(checkpoint),
+        server = subprocess.Popen([sys.executable, "-m", "lenet.apps.serve", "--checkpoint", str(checkpoint),
                                    "--port", str(port), "--quiet", *args], stdout=output, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -248,8 +248,8 @@ def warm_up(url: str, images: Sequence[bytes]) -> None:
 
 
 def wrong_answers(result: LoadResult, expected: Sequence[int | None]) -> list[str]:
-    """One line per answer that differs from lenet.predict's answer for the same image."""
-    return [f"image {image}: server said {got}, lenet.predict says {expected[image]}"
+    """One line per answer that differs from lenet.inference.predict's answer for the same image."""
+    return [f"image {image}: server said {got}, lenet.inference.predict says {expected[image]}"
             for image, got in result.predictions if got != expected[image]]
 
 
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="stop sending after this many seconds (default: 300)")
     args = parser.parse_args(argv)
 
-    from lenet.cli import default_checkpoint
+    from lenet.runs import default_checkpoint
     labelled = test_images()
     images = [image for image, _ in labelled]
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint("runs")
@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrong = wrong_answers(result, expected)
     correct_labels = sum(got == labelled[image][1] for image, got in result.predictions)
     print(result.summary(args.clients))
-    print(f"{len(result.predictions) - len(wrong)}/{len(result.predictions)} answers equal lenet.predict's; "
+    print(f"{len(result.predictions) - len(wrong)}/{len(result.predictions)} answers equal lenet.inference.predict's; "
           f"{correct_labels}/{len(result.predictions)} equal the true label")
     for line in (result.errors + wrong)[:10]:
         print(f"  {line}")

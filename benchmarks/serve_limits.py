@@ -12,7 +12,7 @@ stops it:
   timeouts   a client that sends a POST's headers and then nothing, one that sends half a request line,
              and one that sends nothing: how long each stays connected, and what it is told.
   load       --requests POSTs of small digits from --clients concurrent keep-alive clients: the status
-             codes (only 200 and 503 are expected) and that every 200 equals lenet.predict's answer.
+             codes (only 200 and 503 are expected) and that every 200 equals lenet.inference.predict's answer.
   shutdown   6 requests whose bodies arrive slowly; SIGTERM once they are under way: their status codes,
              whether new connections are refused meanwhile, how long the server takes to exit, and
              whether its log holds a traceback.
@@ -140,7 +140,7 @@ def check_memory(checkpoint: Path, log_dir: Path) -> bool:
 
 
 def default_max_pixels() -> int:
-    from lenet.serve import ServerSettings
+    from lenet.apps.serve import ServerSettings
     return ServerSettings().max_pixels
 
 
@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--only {','.join(unknown)}: unknown check; choose from {', '.join(CHECKS)}")
 
     SERVE_FLAGS[:] = shlex.split(args.serve_flags)
-    from lenet.cli import default_checkpoint
+    from lenet.runs import default_checkpoint
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint("runs")
     print(f"checkpoint {checkpoint}, lenet-serve flags: {' '.join(SERVE_FLAGS) or '(defaults)'}")
     with tempfile.TemporaryDirectory() as temporary:

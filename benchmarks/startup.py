@@ -20,7 +20,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-from lenet.cli import add_model_arguments, default_checkpoint  # noqa: E402
+from lenet.cli import add_model_arguments  # noqa: E402
+from lenet.runs import default_checkpoint  # noqa: E402
 
 GOAL = 1.25
 

@@ -1,7 +1,7 @@
-"""Small objects that `fit` calls: TensorBoard logging, per-epoch checkpoints, and early stopping.
+"""Small objects that `fit` calls: TensorBoard logging, per-epoch checkpoints, progress lines, and early stopping.
 
-A callback overrides any of `on_train_start`, `on_step`, `on_epoch_end` and `on_train_end`; each
-receives the loop's `RunState`. Early stopping is not a callback but a one-question object,
+A callback overrides any of `on_train_start`, `on_step`, `on_epoch_end`, `on_train_end` and `on_interrupt`;
+each receives the loop's `RunState`. Early stopping is not a callback but a one-question object,
 "stop now?", that `fit` asks after every epoch.
 """
 
@@ -15,9 +15,11 @@ from typing import Any
 
 import torch
 
+from lenet import runs
 from lenet.checkpoint import build_checkpoint, save_checkpoint
 from lenet.config import Config
 from lenet.data import Splits
+from lenet.errors import LenetError
 
 
 @dataclass
@@ -37,6 +39,7 @@ class RunState:
     extended: bool = False  # a continued run given more epochs than it was started with
     history: list[dict[str, float]] = field(default_factory=list)
     improved: bool = False  # whether this epoch's val loss is the best so far
+    stopping: bool = False  # whether early stopping ends the run after this epoch
     result: dict[str, Any] = field(default_factory=dict)  # filled at the end: test metrics, best epoch
 
     def checkpoint(self) -> dict[str, Any]:
@@ -72,18 +75,47 @@ class EarlyStopping:
             self.bad_epochs += 1
         return self.patience > 0 and self.bad_epochs >= self.patience
 
+    @classmethod
+    def replay(cls, patience: int, history: list[dict[str, float]], epochs: int,
+               extended: bool = False) -> "EarlyStopping":
+        """The judge as a continued run's past epochs left it; LenetError if the run has nothing left to do."""
+        stopper = cls(patience)
+        stopped = any([stopper.step(record["val_loss"], record["epoch"]) for record in history])
+        if stopped and extended:
+            stopper.bad_epochs = 0  # asked for more epochs: patience counts again from here
+        elif history and (stopped or history[-1]["epoch"] >= epochs):
+            raise LenetError(f"the run has already finished at epoch {history[-1]['epoch']}: extend it with a "
+                             "larger --epochs, or start a new run.")
+        return stopper
+
 
 class CheckpointSaver(Callback):
     """Writes checkpoints/epoch_NN.pt every epoch, best.pt on a new lowest val loss, and last.pt."""
 
     def on_epoch_end(self, state: RunState) -> None:
-        folder = state.run_dir / "checkpoints"
         checkpoint = state.checkpoint()
-        save_checkpoint(checkpoint, folder / f"epoch_{state.epoch:02d}.pt")
+        save_checkpoint(checkpoint, runs.checkpoint_path(state.run_dir, state.epoch))
         if state.improved:
-            save_checkpoint(checkpoint, folder / "best.pt")
+            save_checkpoint(checkpoint, runs.checkpoint_path(state.run_dir, runs.BEST))
         # last.pt is written last: a resume never finds it ahead of best.pt.
-        save_checkpoint(checkpoint, folder / "last.pt")
+        save_checkpoint(checkpoint, runs.checkpoint_path(state.run_dir, runs.LAST))
+
+
+class PrintProgress(Callback):
+    """One line per epoch (losses, accuracies, seconds), why the run stopped early, and the result."""
+
+    def on_epoch_end(self, state: RunState) -> None:
+        record = state.history[-1]
+        print(f"epoch {record['epoch']:2d}  train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.2%}  "
+              f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.2%}  {record['seconds']:.1f}s"
+              + ("  *best" if state.improved else ""), flush=True)
+        if state.stopping:
+            print(f"early stop: val loss has not improved for {state.config.patience} epochs", flush=True)
+
+    def on_train_end(self, state: RunState) -> None:
+        result = state.result
+        print(f"best epoch {result['best_epoch']}: test accuracy {result['test_accuracy']:.2%} (test loss "
+              f"{result['test_loss']:.4f}); run saved in {state.run_dir}", flush=True)
 
 
 class TensorBoardLogger(Callback):

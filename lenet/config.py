@@ -116,11 +116,23 @@ class Config:
         Runs saved before the affine and stroke augmentations existed trained without them.
         """
         known = {f.name for f in fields(cls)}
-        older = {name: 0.0 for name in AUGMENTATIONS_ADDED_IN_0_2 if name not in values}
+        older = {name: 0.0 for name in LATER_AUGMENTATIONS if name not in values}
         return cls(**{**older, **{k: v for k, v in values.items() if k in known}})
 
+    def resumed(self, changes: dict[str, Any]) -> "Config":
+        """This saved config with the changes a continued run allows (RESUMABLE); LenetError naming any other."""
+        refused = [flag(name) for name, value in changes.items()
+                   if name not in RESUMABLE and value != getattr(self, name)]
+        if refused:
+            raise LenetError(f"{', '.join(refused)} cannot change when a run is continued (only "
+                             f"{', '.join(flag(name) for name in RESUMABLE)} can): drop them, or start a new run.")
+        return dataclasses.replace(self, **changes)
 
-AUGMENTATIONS_ADDED_IN_0_2 = ("rotate", "scale", "shear", "thicken", "thin")
+
+# The augmentations added after the first runs were saved: a config without them trained without them.
+LATER_AUGMENTATIONS = ("rotate", "scale", "shear", "thicken", "thin")
+# What may change when a run is continued: the rest would make it a different run.
+RESUMABLE = ("epochs", "data_dir", "device", "patience")
 
 # Named sets of overrides; `--preset fast` applies one before the flags the user typed.
 # "fast": of the recipes searched (benchmarks/recipes.py, RESULTS.md), the fastest to bring each of

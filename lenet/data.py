@@ -284,3 +284,14 @@ def torchvision_loader(name: str = "mnist", data_dir: str | os.PathLike | None =
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
     dataset = load_torchvision_dataset(name, data_dir, train=train, transform=transform)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit choice that is unavailable is an error."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if name == "auto":
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if not available.get(name, False):
+        raise LenetError(f"--device {name} is not available on this machine: use --device auto or cpu.")
+    return torch.device(name)

@@ -1,4 +1,4 @@
-"""Files on disk: the one atomic write, and the check that a path names a regular file.
+"""Files on disk: the one atomic write, the check that a path names a regular file, and OS errors in words.
 
 Every file lenet writes (checkpoints, config.json, metrics.json, exported models) goes through
 `atomic_write`: the bytes land in a temp file beside the target, are flushed to disk, and only then
@@ -69,11 +69,7 @@ def require_regular_file(path: str | os.PathLike, what: str = "file", hint: str 
             raise LenetError(f"{path} is a broken symbolic link (its target does not exist): {hint}.") from None
         raise LenetError(f"{path} does not exist: {hint}.") from None
     except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise LenetError(f"{path} is a symbolic link loop: point it at a real {what}.") from None
-        if error.errno == errno.EACCES:
-            raise LenetError(f"{path} cannot be read (permission denied): check its permissions.") from None
-        raise LenetError(f"{path} cannot be read ({error.strerror or error}): {hint}.") from None
+        raise LenetError(explain_os_error(path, error, what, hint)) from None
     if stat.S_ISDIR(mode):
         raise LenetError(f"{path} is a folder, not a {what}: {hint}.")
     if not stat.S_ISREG(mode):
@@ -81,4 +77,30 @@ def require_regular_file(path: str | os.PathLike, what: str = "file", hint: str 
             "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
             "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
         raise LenetError(f"{path} is {kind}, not a {what}: pass a regular file.")
+    return path
+
+
+def explain_os_error(path: Path, error: OSError, what: str = "file", hint: str = "check the path") -> str:
+    """One sentence for an OS error about `path`: what went wrong and what to do."""
+    reasons = {
+        errno.ENAMETOOLONG: "has a name longer than the file system allows: rename it or use a shorter path",
+        errno.EACCES: "cannot be read (permission denied): check its permissions",
+        errno.EPERM: "cannot be used (operation not permitted): check its permissions",
+        errno.ENOTDIR: "is not a path to a file (a part of it is a file, not a folder): check the path",
+        errno.ELOOP: f"is a symbolic link loop: point it at a real {what}",
+        errno.EIO: "could not be read (the disk reported an I/O error): copy it elsewhere or check the disk",
+    }
+    return f"{path} {reasons.get(error.errno, f'cannot be used ({error.strerror or error}): {hint}')}."
+
+
+def checked_path(path: str | os.PathLike, what: str = "file") -> Path:
+    """`path` as a Path once the OS has answered about it without an error (a missing path is fine, the caller
+    decides): a name too long, a denied folder or an I/O error become one LenetError sentence."""
+    path = Path(path)
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as error:
+        raise LenetError(explain_os_error(path, error, what)) from None
     return path

@@ -182,7 +182,7 @@ def test_digits_drawn_with_the_mouse_in_jupyterlab_are_read_and_clear_resets(jup
 def test_a_label_button_saves_the_drawing_into_save_dir(lab_root, jupyter_lab, page):
     import nbformat  # a dependency of jupyterlab itself
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        'from lenet.widgets import draw_and_predict\ndraw_and_predict(runs_dir="../runs", save_dir="my_digits")')],
+        'from lenet.apps.pad import draw_and_predict\ndraw_and_predict(runs_dir="../runs", save_dir="my_digits")')],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
     nbformat.write(notebook, lab_root / "notebooks" / "save_digits.ipynb")
     base, token = jupyter_lab

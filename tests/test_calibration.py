@@ -9,7 +9,7 @@ import torch
 from benchmarks.calibration import KINDS, non_digits
 from lenet.calibration import expected_calibration_error, fit_temperature, reliability
 from lenet.checkpoint import load_checkpoint, save_checkpoint
-from lenet.predict import load_model, predict
+from lenet.inference.predict import load_model, predict
 
 
 def overconfident(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +63,7 @@ def test_training_stores_the_temperature_and_predictions_use_it(tiny_checkpoint,
 
 
 def calibrated_input(predictor, image):
-    from lenet.preprocess import preprocess
+    from lenet.inference.preprocess import preprocess
     with torch.no_grad():
         return preprocess(image.numpy(), predictor.mean, predictor.std).tensor
 

@@ -62,14 +62,14 @@ def test_cli_maps_dashed_flags_onto_the_config():
     (["--run-name", ".."], "--run-name must be a plain folder name"),
 ])
 def test_cli_rejects_bad_flags_with_one_clear_message(argv, message):
-    result = subprocess.run([sys.executable, "-m", "lenet.train", *argv], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "lenet.cli.train", *argv], capture_output=True, text=True)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_help_states_every_default():
-    result = subprocess.run([sys.executable, "-m", "lenet.train", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "lenet.cli.train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     for field in dataclasses.fields(Config):
         assert "--" + field.name.replace("_", "-") in result.stdout
@@ -87,6 +87,6 @@ def test_preset_applies_before_the_flags_typed():
 
 
 def test_unknown_preset_is_refused():
-    result = subprocess.run([sys.executable, "-m", "lenet.train", "--preset", "turbo"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "lenet.cli.train", "--preset", "turbo"], capture_output=True,
                             text=True)
     assert result.returncode == 2 and "invalid choice: 'turbo'" in result.stderr

@@ -21,9 +21,23 @@ def pip_section_of_environment_yml() -> set[str]:
 
 def test_environment_yml_and_pyproject_name_the_same_packages():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    from_pyproject = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = [requirement for group in project["optional-dependencies"].values() for requirement in group]
+    from_pyproject = set(project["dependencies"]) | {r for r in extras if not r.startswith("lenet[")}
     assert pip_section_of_environment_yml() == from_pyproject
 
 
 def test_environment_installs_the_package_itself():
     assert "- -e ." in (ROOT / "environment.yml").read_text()
+
+
+def test_the_base_install_needs_no_notebook_server_or_export_package():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[<>=,\[ ]", requirement)[0] for requirement in project["dependencies"]}
+    assert not base & {"jupyterlab", "matplotlib", "ipywidgets", "anywidget", "fastapi", "uvicorn", "onnx"}
+    assert "lenet[notebooks,serve,export]" in project["optional-dependencies"]["all"]
+
+
+def test_uvicorn_has_an_upper_bound():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (uvicorn,) = [r for r in project["optional-dependencies"]["serve"] if r.startswith("uvicorn")]
+    assert "<" in uvicorn

@@ -1,4 +1,4 @@
-"""lenet.experiments: notebook settings, per-seed bookkeeping and the summary table, on results made by hand."""
+"""lenet.notebook.experiments: notebook settings, per-seed bookkeeping and the summary table, on results made by hand."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lenet.experiments import (confusion_matrix, first_epoch_reaching, format_value, machine_description,
+from lenet.notebook.experiments import (confusion_matrix, first_epoch_reaching, format_value, machine_description,
                                notebook_settings, per_epoch, summarize, summary_table)
 
 
@@ -108,7 +108,7 @@ def test_show_source_gives_the_lines_of_a_function_with_their_numbers_in_its_fil
     import inspect
 
     from lenet import model
-    from lenet.experiments import show_source
+    from lenet.notebook.experiments import show_source
 
     text = show_source(model.count_parameters)
     first = inspect.getsourcelines(model.count_parameters)[1]
@@ -123,7 +123,7 @@ def test_without_augmentation_switches_every_augmentation_off_and_nothing_else()
     import dataclasses
 
     from lenet.config import Config
-    from lenet.experiments import without_augmentation
+    from lenet.notebook.experiments import without_augmentation
 
     config = Config(lr=0.01, epochs=3)
     plain = without_augmentation(config)

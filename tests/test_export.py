@@ -16,7 +16,7 @@ import torch
 from conftest import real_mnist_dir, synthetic_digits
 from lenet.checkpoint import load_checkpoint, model_from_checkpoint
 from lenet.errors import LenetError
-from lenet.export import export, main
+from lenet.apps.export import export, main
 
 BATCH_SIZES = (1, 37)
 
@@ -158,7 +158,7 @@ def test_read_only_folder_is_refused_with_a_sentence(tiny_checkpoint, tmp_path):
 
 
 def test_command_line_prints_no_traceback_for_a_missing_checkpoint(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lenet.export", str(tmp_path / "nowhere.pt"), "--format", "onnx",
+    result = subprocess.run([sys.executable, "-m", "lenet.apps.export", str(tmp_path / "nowhere.pt"), "--format", "onnx",
                              "-o", str(tmp_path / "lenet.onnx")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr == (f"error: no checkpoint at {tmp_path / 'nowhere.pt'}: check the path, or run "

@@ -1,11 +1,11 @@
-"""lenet.logs: the event-file readers give back what a SummaryWriter wrote."""
+"""lenet.notebook.logs: the event-file readers give back what a SummaryWriter wrote."""
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from lenet.logs import read_histograms, read_scalars
+from lenet.notebook.logs import read_histograms, read_scalars
 
 
 def test_read_scalars_returns_what_a_summary_writer_wrote(tmp_path):

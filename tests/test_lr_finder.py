@@ -53,7 +53,7 @@ def test_find_lr_flag_prints_a_suggestion_and_trains_nothing(tiny_mnist, tmp_pat
     import subprocess
     import sys
     result = subprocess.run(
-        [sys.executable, "-m", "lenet.train", "--find-lr", "--data-dir", str(tiny_mnist), "--val-size", "200",
+        [sys.executable, "-m", "lenet.cli.train", "--find-lr", "--data-dir", str(tiny_mnist), "--val-size", "200",
          "--batch-size", "32", "--runs-dir", str(tmp_path), "--device", "cpu"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "suggested maximum lr" in result.stdout

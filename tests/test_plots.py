@@ -1,4 +1,4 @@
-"""lenet.plots: figures hold what was asked for, one image, line, band or count per thing drawn."""
+"""lenet.notebook.plots: figures hold what was asked for, one image, line, band or count per thing drawn."""
 
 import matplotlib
 
@@ -10,8 +10,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
-from lenet.logs import read_histograms  # noqa: E402
-from lenet.plots import (plot_band, plot_confusion_matrix, plot_histogram_ridge, plot_history,  # noqa: E402
+from lenet.notebook.logs import read_histograms  # noqa: E402
+from lenet.notebook.plots import (plot_band, plot_confusion_matrix, plot_histogram_ridge, plot_history,  # noqa: E402
                          plot_training_bands, show_images)
 
 

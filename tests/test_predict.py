@@ -15,16 +15,16 @@ from lenet.checkpoint import save_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError
 from lenet.model import LeNet5
-from lenet.cli import default_checkpoint
-from lenet.predict import Prediction, Predictor, load_model, main, predict
+from lenet.runs import default_checkpoint
+from lenet.inference.predict import Prediction, Predictor, load_model, main, predict
 
 NO_MODEL = "no completed training run in runs/: train one with `make train` (or lenet-train), or pass --checkpoint"
 JSON_KEYS = {"file", "prediction", "probability", "probabilities", "error"}
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-    """`python -m lenet.predict ARGS` in a fresh process, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "lenet.predict", *map(str, args)],
+    """`python -m lenet.inference.predict ARGS` in a fresh process, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "lenet.inference.predict", *map(str, args)],
                           capture_output=True, text=True, timeout=300, env=os.environ.copy())
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from lenet.errors import LenetError
-from lenet.preprocess import (MAX_PIXELS, PreprocessError, label_components, open_image, preprocess,
+from lenet.inference.preprocess import (MAX_PIXELS, PreprocessError, label_components, open_image, preprocess,
                               preprocess_steps, to_grayscale)
 
 STAGES = ["raw", "grayscale", "ink_on_black", "specks_removed", "cropped", "stroke_normalised", "scaled_20px",

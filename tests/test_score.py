@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-import lenet.predict as predict_module
-import lenet.score as score_module
+import lenet.inference.predict as predict_module
+import lenet.inference.score as score_module
 from lenet.errors import LenetError
-from lenet.predict import Predictor
-from lenet.score import labelled_images, main, score
+from lenet.inference.predict import Predictor
+from lenet.inference.score import labelled_images, main, score
 
 
 class ShapeReader(torch.nn.Module):

@@ -27,10 +27,10 @@ from helpers import huge_png, png_bytes
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[dev]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from lenet import serve  # noqa: E402
+from lenet.apps import serve  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402
-from lenet.predict import as_json, load_model, predict  # noqa: E402
-from lenet.serve import MAX_BODY_BYTES, STATIC, ServerSettings, create_app, main  # noqa: E402
+from lenet.inference.predict import as_json, load_model, predict  # noqa: E402
+from lenet.apps.serve import MAX_BODY_BYTES, STATIC, ServerSettings, create_app, main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_KEYS = {"file", "prediction", "probability", "probabilities", "error", "image"}

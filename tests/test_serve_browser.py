@@ -1,6 +1,6 @@
 """In a real browser: lenet-serve's page at / reads digits drawn with the mouse, and Clear resets it.
 
-The page is the notebook widget's pad (lenet/static/pad.js and pad.css) with page.js asking /predict, so
+The page is the notebook widget's pad (lenet/apps/static/pad.js and pad.css) with page.js asking /predict, so
 it is found by the same test ids as in tests/test_browser.py.
 
 Needs Playwright for Python and a Chromium on PATH (Debian: `apt-get install chromium`); Playwright's own
@@ -18,7 +18,7 @@ import pytest
 from benchmarks import load_test
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from helpers import draw_on_canvas
-from lenet.widgets import BRUSH_SIZE
+from lenet.apps.pad import BRUSH_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "artifacts" / "serve_page.png"

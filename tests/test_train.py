@@ -107,7 +107,7 @@ def test_same_seed_same_result(tiny_config):
 
 def test_cli_trains_and_prints_one_line_per_epoch(tiny_mnist, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "lenet.train", "--data-dir", str(tiny_mnist), "--val-size", "200", "--epochs", "2",
+        [sys.executable, "-m", "lenet.cli.train", "--data-dir", str(tiny_mnist), "--val-size", "200", "--epochs", "2",
          "--runs-dir", str(tmp_path), "--run-name", "cli", "--device", "cpu"],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -120,7 +120,7 @@ def test_cli_trains_and_prints_one_line_per_epoch(tiny_mnist, tmp_path):
 def test_cli_missing_data_is_one_sentence_without_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", "import sys, torchvision.datasets as d; d.MNIST.download = lambda self: "
-         "(_ for _ in ()).throw(RuntimeError('offline')); from lenet.train import main; "
+         "(_ for _ in ()).throw(RuntimeError('offline')); from lenet.cli.train import main; "
          f"sys.exit(main(['--data-dir', {str(tmp_path)!r}, '--runs-dir', {str(tmp_path / 'runs')!r}]))"],
         capture_output=True, text=True)
     assert result.returncode == 2

@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 
 from conftest import real_mnist_dir
 from lenet.errors import LenetError
-from lenet.predict import load_model, predict
-from lenet.widgets import BLANK_MESSAGE, BRUSH_SIZE, CANVAS_SIZE, STATIC, DigitPad, draw_and_predict
+from lenet.inference.predict import load_model, predict
+from lenet.apps.pad import BLANK_MESSAGE, BRUSH_SIZE, CANVAS_SIZE, STATIC, DigitPad, draw_and_predict
 
 
 def canvas_png(image: Image.Image) -> bytes:

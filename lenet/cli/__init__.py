@@ -1,24 +1,19 @@
-"""What every lenet command shares: one-line errors and exit codes, safe printing, the model flags,
-and the one rule for which model is used by default.
+"""The command-line tools: what every lenet command shares (one-line errors and exit codes, safe printing,
+help that states each default, the model flags), and `lenet-train` in `lenet.cli.train`.
 
-The default model (for `lenet-predict`, `lenet-serve`, `draw_and_predict()` and the notebooks) is
-`best.pt` of the newest *completed* run directly under the runs folder: one that has
-`checkpoints/best.pt` and `metrics.json` (written when training ends). Runs under `runs/notebooks/`
-are never picked, so running the notebooks never changes the model the commands use.
+The other commands keep their `main` beside what they run: `lenet.inference.predict` (lenet-predict),
+`lenet.inference.score` (lenet-score), `lenet.apps.export` (lenet-export), `lenet.apps.serve` (lenet-serve).
+Which model a command uses by default is `lenet.runs.default_checkpoint`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
 from lenet.errors import LenetError
-
-RUNS_DIR = "runs"
-NOTEBOOK_RUNS = "notebooks"  # runs/notebooks/: the notebooks' own runs, never the default model
+from lenet.runs import NOTEBOOK_RUNS, RUNS_DIR
 
 
 def run_command(body: Callable[[], int]) -> int:
@@ -32,7 +27,16 @@ def run_command(body: Callable[[], int]) -> int:
 
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The parser of one lenet command; its help texts state their defaults."""
-    return argparse.ArgumentParser(prog=prog, description=description)
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=DefaultsHelpFormatter)
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: X)" after each help text, except where the default is None or off: the text says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "(default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def run_parsed(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int],
@@ -62,20 +66,3 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", metavar="DIR", default=RUNS_DIR,
                         help=f"where to look for the newest completed run when --checkpoint is not given "
                              f"(default: {RUNS_DIR}; {RUNS_DIR}/{NOTEBOOK_RUNS}/ is never used)")
-
-
-def default_checkpoint(runs_dir: str | os.PathLike = RUNS_DIR) -> Path:
-    """best.pt of the newest completed run directly under `runs_dir` (never one under runs/notebooks/)."""
-    runs_dir = Path(runs_dir)
-    if runs_dir.exists() and not runs_dir.is_dir():
-        raise LenetError(f"--runs-dir {runs_dir} is a file, not a folder: pass the folder that holds the runs.")
-    completed = []
-    if runs_dir.is_dir():
-        for run in runs_dir.iterdir():
-            best, metrics = run / "checkpoints" / "best.pt", run / "metrics.json"
-            if run.name != NOTEBOOK_RUNS and best.is_file() and metrics.is_file():
-                completed.append((metrics.stat().st_mtime, run.name, best))
-    if not completed:
-        raise LenetError(f"no completed training run in {runs_dir.as_posix().rstrip('/')}/: train one with "
-                         "`make train` (or lenet-train), or pass --checkpoint.")
-    return max(completed)[2]

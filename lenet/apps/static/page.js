@@ -4,10 +4,10 @@
 
 import pad from "./pad.js";
 
-const BRUSH_SIZE = 20;  // canvas pixels: lenet.widgets.BRUSH_SIZE (tests/test_widgets.py checks they agree)
+const BRUSH_SIZE = 20;  // canvas pixels: lenet.apps.pad.BRUSH_SIZE (tests/test_widgets.py checks they agree)
 const BLANK = { message: "draw a digit", digit: null, probabilities: [], model_input: "" };
 
-// The pad's reading of an answer from /predict, in the widget's words (lenet.widgets.DigitPad.show_drawing).
+// The pad's reading of an answer from /predict, in the widget's words (lenet.apps.pad.DigitPad.show_drawing).
 function reading(answer) {
   const probabilities = answer.probabilities;
   const top = probabilities.indexOf(Math.max(...probabilities));

@@ -1,5 +1,5 @@
 // The drawing pad: a canvas, Clear, the model's answer and the 28x28 image it saw. One file for both hosts:
-// the notebook widget (lenet/widgets.py; anywidget passes its synced model) and lenet-serve's page (page.js
+// the notebook widget (lenet/apps/pad.py; anywidget passes its synced model) and lenet-serve's page (page.js
 // passes a stand-in that asks POST /predict). The pad decides nothing: it draws, sends the drawing, and
 // shows what the model holds. Self-contained on purpose: anywidget loads it from a blob URL, so no imports.
 //
@@ -14,7 +14,7 @@
 // What it sends: {type: "drawing"} with the canvas PNG as its one buffer when a stroke ends,
 // {type: "clear"} on Clear, {type: "save", label} on a label button. A {type: "clear"} message wipes it.
 
-const SIZE = 280;  // canvas pixels, lenet.widgets.CANVAS_SIZE
+const SIZE = 280;  // canvas pixels, lenet.apps.pad.CANVAS_SIZE
 
 function render({ model, el }) {
   el.classList.add("lenet-digit-pad");

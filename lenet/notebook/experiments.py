@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from lenet.cli import NOTEBOOK_RUNS, RUNS_DIR
+from lenet.runs import NOTEBOOK_RUNS, RUNS_DIR
 from lenet.config import Config
 
 QUICK_VARIABLE = "LENET_QUICK"  # LENET_QUICK=1 shrinks the training in every notebook (CI, nbval)

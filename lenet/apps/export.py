@@ -1,7 +1,7 @@
 """Exporting a trained checkpoint for use without this package: ONNX or TorchScript, and the `lenet-export` CLI.
 
 The exported model is LeNet-5 alone: it takes a normalized (N, 1, 28, 28) float32 batch of any size N
-and returns (N, classes) logits. Preparing images (see `lenet.preprocess`) stays with the caller, so the
+and returns (N, classes) logits. Preparing images (see `lenet.inference.preprocess`) stays with the caller, so the
 training mean and std and the class names travel inside the file: ONNX metadata properties
 `lenet.mean`, `lenet.std`, `lenet.classes` (JSON), or the TorchScript extra file `lenet.json`.
 
@@ -132,13 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write the model, e.g. lenet.onnx or lenet.pt; folders are created "
                              "(required)")
     parser.add_argument("--force", action="store_true",
-                        help="replace FILE if it already exists (only a regular file is ever replaced) "
-                             "(default: off)")
+                        help="replace FILE if it already exists (only a regular file is ever replaced)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `lenet-export` / `python -m lenet.export`: 0 on success, 2 on a user error."""
+    """Entry point of `lenet-export` / `python -m lenet.apps.export`: 0 on success, 2 on a user error."""
     return run_parsed(build_parser(), export_file, argv)
 
 

@@ -22,10 +22,11 @@ import torch
 from PIL import Image
 
 from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
-from lenet.cli import add_model_arguments, command_parser, default_checkpoint, print_error, printable, run_parsed
+from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
 from lenet.errors import LenetError
+from lenet.runs import default_checkpoint
 from lenet.model import LeNet5
-from lenet.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
+from lenet.inference.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
 
 UNSURE_BELOW = 0.5  # a top probability under this is reported as "unsure", not as a digit
 BATCH_SIZE = 1024  # images per forward pass in `classify`; bounds memory for large folders
@@ -77,7 +78,7 @@ class Prediction:
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                runs_dir: str | os.PathLike = "runs") -> Predictor:
-    """Load a checkpoint (default: best.pt of the newest completed run, see `lenet.cli`) safely, ready for `predict`."""
+    """Load a checkpoint (default: best.pt of the newest completed run, see `lenet.runs`) safely, ready for `predict`."""
     path = Path(path) if path is not None else default_checkpoint(runs_dir)
     try:
         device = torch.device(device)
@@ -206,12 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "order (required)")
     add_model_arguments(parser)
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON array with an object per input instead of lines of text (default: off)")
+                        help="print one JSON array with an object per input instead of lines of text")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `lenet-predict` / `python -m lenet.predict`: 0 if every input was predicted, else 2."""
+    """Entry point of `lenet-predict` / `python -m lenet.inference.predict`: 0 if every input was predicted, else 2."""
     return run_parsed(build_parser(), predict_files, argv)
 
 

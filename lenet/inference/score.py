@@ -24,8 +24,8 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
 from lenet.errors import LenetError
 from lenet.files import atomic_write
-from lenet.predict import Prediction, Predictor, classify, load_announced
-from lenet.preprocess import IMAGE_EXTENSIONS, PreprocessError, open_image, preprocess, to_grayscale
+from lenet.inference.predict import Prediction, Predictor, classify, load_announced
+from lenet.inference.preprocess import IMAGE_EXTENSIONS, PreprocessError, open_image, preprocess, to_grayscale
 
 LABELS_FILE = "labels.json"
 SHEET = "misread.png"
@@ -269,15 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sheet", metavar="PATH", default=SHEET,
                         help=f"where to write the contact sheet PNG of the misread images (default: {SHEET}, "
                              "written only when an image is misread)")
-    parser.add_argument("--no-sheet", action="store_true", help="write no contact sheet (default: off)")
+    parser.add_argument("--no-sheet", action="store_true", help="write no contact sheet")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object instead of lines of text (default: off)")
+                        help="print one JSON object instead of lines of text")
     add_model_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `lenet-score` / `python -m lenet.score`: 0 if every image was scored, else 2."""
+    """Entry point of `lenet-score` / `python -m lenet.inference.score`: 0 if every image was scored, else 2."""
     return run_parsed(build_parser(), score_folder, argv)
 
 

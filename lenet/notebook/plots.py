@@ -17,8 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lenet.experiments import per_epoch
-from lenet.logs import Histogram
+from lenet.notebook.experiments import per_epoch
+from lenet.notebook.logs import Histogram
 
 
 def show_images(images: torch.Tensor | np.ndarray, titles: Sequence[str] | None = None, ncols: int = 10,

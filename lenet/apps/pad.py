@@ -5,7 +5,7 @@ bar chart of the 10 probabilities and the 28x28 image the model actually sees. `
 loads the newest checkpoint and returns one. With `save_dir`, the pad also shows buttons 0-9 that save
 the drawing under `<save_dir>/<digit>/`, to build a test set of your own handwriting.
 
-Why anywidget: the pad is ~150 lines of plain ES-module JavaScript (`lenet/static/pad.js`, styled by
+Why anywidget: the pad is ~150 lines of plain ES-module JavaScript (`lenet/apps/static/pad.js`, styled by
 `pad.css`), and anywidget (a pip package with a prebuilt JupyterLab 4 extension) runs it in JupyterLab,
 Notebook 7, VS Code and Colab with no `jupyter labextension` or npm build step. ipycanvas would also
 install from pip, but it streams drawing commands and mouse events through the kernel one by one, so a
@@ -31,10 +31,10 @@ import numpy as np
 import traitlets
 from PIL import Image
 
-from lenet.preprocess import MIN_CONTRAST, ImageLike, PreprocessError, to_grayscale
-from lenet.predict import Predictor, load_model, predict
+from lenet.apps import STATIC
+from lenet.inference.preprocess import MIN_CONTRAST, ImageLike, PreprocessError, to_grayscale
+from lenet.inference.predict import Predictor, load_model, predict
 
-STATIC = Path(__file__).with_name("static")
 BLANK_MESSAGE = "draw a digit"
 CANVAS_SIZE = 280  # pad.js draws on a canvas this size
 # A 20 px brush on a 280 px canvas becomes a ~2 px stroke once the digit is scaled into MNIST's

@@ -32,17 +32,17 @@ import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from lenet.apps import STATIC
 from lenet.cli import add_model_arguments, command_parser, printable, run_command
 from lenet.errors import LenetError
-from lenet.predict import Prediction, Predictor, as_json, load_model, predict
-from lenet.preprocess import IMAGE_FORMATS, PreprocessError, to_grayscale
+from lenet.inference.predict import Prediction, Predictor, as_json, load_model, predict
+from lenet.inference.preprocess import IMAGE_FORMATS, PreprocessError, to_grayscale
 
 try:  # the serve extra is optional: the rest of the package works without it
     import uvicorn
@@ -57,12 +57,11 @@ except ImportError as missing:
 else:
     MISSING_PACKAGE = None
 
-log = logging.getLogger("lenet.serve")
+log = logging.getLogger("lenet.apps.serve")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # far above any digit photo; refused unread when the length is declared
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers; uvicorn answers 400 past it
 RELEASE_ABOVE_PIXELS = 1_000_000  # after a larger image, freed memory is handed back to the system
-STATIC = Path(__file__).with_name("static")
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                  ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
 UPLOAD_FIELD = "file"
@@ -269,7 +268,7 @@ def error_sentence(request: Request, error: HTTPException) -> str:
 
 
 def static_file(name: str) -> FileResponse:
-    """A file directly in lenet/static/ with its content type; 404 for anything else (no listing, nothing outside)."""
+    """A file directly in lenet/apps/static/ with its content type; 404 for anything else (no listing, nothing outside)."""
     path = STATIC / name
     content_type = CONTENT_TYPES.get(path.suffix.lower())
     if content_type is None or name.startswith(".") or not path.is_file() or path.resolve().parent != STATIC.resolve():
@@ -472,30 +471,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="the address to listen on; 0.0.0.0 exposes the server to the network "
                              "(default: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="the TCP port; 0 picks a free one (default: 8000)")
-    parser.add_argument("--quiet", action="store_true", help="do not log each request (default: off)")
+    parser.add_argument("--port", type=int, default=8000, help="the TCP port; 0 picks a free one")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-pixels", metavar="PIXELS", type=int, default=default.max_pixels,
-                        help=f"refuse (413) images whose header claims more pixels, before decoding them "
-                             f"(default: {default.max_pixels})")
+                        help="refuse (413) images whose header claims more pixels, before decoding them")
     limits.add_argument("--max-predictions", metavar="N", type=int, default=default.max_predictions,
-                        help=f"images decoded and predicted at once; memory grows with it "
-                             f"(default: {default.max_predictions})")
+                        help="images decoded and predicted at once; memory grows with it")
     limits.add_argument("--queue-timeout", metavar="SECONDS", type=float, default=default.queue_timeout,
-                        help=f"seconds a request waits for a free prediction before 503 "
-                             f"(default: {default.queue_timeout:g})")
+                        help="seconds a request waits for a free prediction before 503")
     limits.add_argument("--max-connections", metavar="N", type=int, default=default.max_connections,
-                        help=f"open connections; past them requests get 503 (default: {default.max_connections})")
+                        help="open connections; past them requests get 503")
     limits.add_argument("--header-timeout", metavar="SECONDS", type=float, default=default.header_timeout,
-                        help=f"seconds to send a request's headers before the connection is closed "
-                             f"(default: {default.header_timeout:g})")
+                        help="seconds to send a request's headers before the connection is closed")
     limits.add_argument("--body-timeout", metavar="SECONDS", type=float, default=default.body_timeout,
-                        help=f"seconds to send a request's body before 408 (default: {default.body_timeout:g})")
+                        help="seconds to send a request's body before 408")
     limits.add_argument("--keep-alive-timeout", metavar="SECONDS", type=float, default=default.keep_alive_timeout,
-                        help=f"seconds an idle connection stays open (default: {default.keep_alive_timeout:g})")
+                        help="seconds an idle connection stays open")
     limits.add_argument("--shutdown-timeout", metavar="SECONDS", type=float, default=default.shutdown_timeout,
-                        help=f"on SIGTERM or Ctrl+C, seconds requests in flight have to finish "
-                             f"(default: {default.shutdown_timeout:g})")
+                        help="on SIGTERM or Ctrl+C, seconds requests in flight have to finish")
     limits.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
                         help="let pages from this web origin call the API (CORS); repeat for more "
                              "(default: none, no CORS header)")
@@ -529,7 +523,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `lenet-serve` / `python -m lenet.serve`: serves until Ctrl+C; 2 if it cannot start."""
+    """Entry point of `lenet-serve` / `python -m lenet.apps.serve`: serves until Ctrl+C; 2 if it cannot start."""
     args = build_parser().parse_args(argv)
     return run_command(lambda: serve(args))
 

@@ -1,0 +1,2 @@
+"""From a trained model to answers: preparing any image as MNIST was made (`preprocess`), predicting the
+digit in it (`predict`, lenet-predict), and scoring a model on a folder of labelled images (`score`, lenet-score)."""
