@@ -214,10 +214,10 @@ def test_a_run_folder_without_checkpoints_is_reused(tiny_config):
 
 
 def test_ctrl_c_before_the_first_checkpoint_leaves_nothing_and_does_not_advise_resume(tiny_mnist, tmp_path):
-    script = ("import sys, lenet.train as t\n"
+    script = ("import sys, lenet.train as t, lenet.cli.train as command\n"
               "def interrupt(*args, **kwargs): raise KeyboardInterrupt\n"
               "t.train_one_epoch = interrupt\n"
-              f"sys.exit(t.main(['--data-dir', {str(tiny_mnist)!r}, '--val-size', '200', '--runs-dir', "
+              f"sys.exit(command.main(['--data-dir', {str(tiny_mnist)!r}, '--val-size', '200', '--runs-dir', "
               f"{str(tmp_path / 'runs')!r}, '--run-name', 'cut', '--device', 'cpu']))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 130 and "Traceback" not in result.stderr
