@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from lenet.errors import LenetError
-from lenet.inference.preprocess import (MAX_PIXELS, PreprocessError, label_components, open_image, preprocess,
-                              preprocess_steps, to_grayscale)
+from lenet.inference.preprocess import (MAX_PIXELS, PreprocessError, open_image, preprocess, preprocess_steps,
+                                        remove_specks, to_grayscale)
 
 STAGES = ["raw", "grayscale", "ink_on_black", "specks_removed", "cropped", "stroke_normalised", "scaled_20px",
           "centred_28px"]
@@ -324,17 +324,13 @@ def test_a_speck_on_blank_paper_is_no_digit_but_a_small_digit_is_one():
     assert ink_box(preprocess_steps(small)["centred_28px"])[0] >= 15
 
 
-def test_label_components_joins_diagonal_neighbours_and_separates_the_rest():
-    mask = np.array([[1, 0, 0, 1, 1],
-                     [0, 1, 0, 0, 0],
-                     [0, 0, 0, 1, 0],
-                     [1, 1, 0, 0, 1]], bool)
-    labels, count = label_components(mask)
-    assert count == 4
-    groups = {frozenset(zip(*np.nonzero(labels == label))) for label in range(1, count + 1)}
-    assert groups == {frozenset({(0, 0), (1, 1)}), frozenset({(0, 3), (0, 4)}),
-                      frozenset({(2, 3), (3, 4)}), frozenset({(3, 0), (3, 1)})}
-    assert (labels[~mask] == 0).all()
+def test_a_line_whose_pixels_touch_only_at_corners_is_one_stroke_not_specks():
+    ink = np.zeros((80, 80), np.float32)
+    ink[np.arange(10, 70), np.arange(10, 70)] = 1.0  # a 1-px diagonal: 60 pixels, each a speck on its own
+    np.testing.assert_array_equal(remove_specks(ink), ink)
+    ink[40, 5] = ink[5, 40] = 1.0  # two specks beside it, diagonal to nothing
+    kept = remove_specks(ink)
+    assert kept[40, 5] == kept[5, 40] == 0.0 and kept[np.arange(10, 70), np.arange(10, 70)].all()
 
 
 @pytest.mark.parametrize("blank", [

@@ -28,6 +28,7 @@ from typing import Union
 import numpy as np
 import torch
 from PIL import Image, ImageChops, ImageOps
+from scipy import ndimage
 
 from lenet.errors import LenetError
 from lenet.files import require_regular_file
@@ -268,7 +269,7 @@ def paper_surface(gray: np.ndarray) -> np.ndarray:
     border = np.concatenate([samples[0], samples[-1], samples[1:-1, 0], samples[1:-1, -1]])
     fitted = np.full_like(values, np.median(border))
     coefficients = None
-    spread = max(NOISE_FLOOR, 1.4826 * float(np.median(np.abs(border - np.median(border)))))
+    spread = max(NOISE_FLOOR, robust_std(border - np.median(border)))
     paper = np.abs(values - fitted) <= 3 * spread
     for _ in range(4):
         if paper.sum() <= 2 * len(terms):  # too few paper samples to bend the surface (a tiny image)
@@ -278,7 +279,7 @@ def paper_surface(gray: np.ndarray) -> np.ndarray:
         coefficients = np.linalg.lstsq(kept.T @ kept, kept.T @ values[paper], rcond=None)[0]
         fitted = design @ coefficients
         residual = np.abs(values - fitted)
-        spread = max(NOISE_FLOOR, 1.4826 * float(np.median(residual[paper])))
+        spread = max(NOISE_FLOOR, robust_std(residual[paper]))
         refit = residual <= 3 * spread
         if np.array_equal(refit, paper):
             break
@@ -293,13 +294,22 @@ def paper_surface(gray: np.ndarray) -> np.ndarray:
     return ((row_axis[:, None] ** powers) @ by_power @ (col_axis[:, None] ** powers).T).astype(np.float32)
 
 
+def robust_std(deviations: np.ndarray) -> float:
+    """The std of normal noise from its deviations from the centre: 1.4826 x their median absolute value.
+
+    Unlike the std itself, the median is not swayed by the strokes among the samples, as long as they are
+    fewer than half of them.
+    """
+    return 1.4826 * float(np.median(np.abs(deviations)))
+
+
 def pixel_noise(gray: np.ndarray, floor: float = NOISE_FLOOR) -> float:
     """The std of the pixel-to-pixel noise (sensor, JPEG, paper grain), from neighbours' differences."""
-    differences = np.abs(np.diff(gray[::2], axis=1))  # every other row is plenty
+    differences = np.diff(gray[::2], axis=1)  # every other row is plenty
     if differences.size < 100:  # a thumbnail: too few pixels to tell noise from strokes
         return floor
     # Strokes' edges are few: the median difference of neighbours is the noise's, times sqrt(2).
-    return max(floor, 1.4826 * float(np.median(differences)) / np.sqrt(2))
+    return max(floor, robust_std(differences) / np.sqrt(2))
 
 
 def ink_on_black(gray: np.ndarray, name: str = "the image", shrink: int = 1) -> np.ndarray:
@@ -324,53 +334,9 @@ def ink_on_black(gray: np.ndarray, name: str = "the image", shrink: int = 1) -> 
     return ink
 
 
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a boolean mask: labels 1..count (0 off the mask), and count.
-
-    Works on runs of ink along each row (a digit has a few hundred), joining runs that touch a run of
-    the row above, with a vectorised union-find: no per-pixel Python loop.
-    """
-    height, width = mask.shape
-    padded = np.zeros((height, width + 2), np.int8)
-    padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)
-    run_rows, run_starts = np.nonzero(edges == 1)
-    run_ends = np.nonzero(edges == -1)[1]  # exclusive; runs come out row by row, left to right
-    count = len(run_rows)
-    labels = np.zeros((height, width), np.int32)
-    if count == 0:
-        return labels, 0
-    stride = width + 2
-    start_keys = run_rows * stride + run_starts
-    end_keys = run_rows * stride + run_ends
-    # The runs of the row above that touch run i (diagonals included) are a contiguous range [first, last).
-    above = (run_rows - 1) * stride
-    first = np.searchsorted(end_keys, above + run_starts, side="left")
-    last = np.searchsorted(start_keys, above + run_ends, side="right")
-    touching = np.maximum(last - first, 0)
-    lower = np.repeat(np.arange(count), touching)
-    offsets = np.arange(touching.sum()) - np.repeat(np.cumsum(touching) - touching, touching)
-    upper = np.repeat(first, touching) + offsets
-    parent = np.arange(count)
-    while True:
-        root_lower, root_upper = parent[lower], parent[upper]
-        if np.array_equal(root_lower, root_upper):
-            break
-        smaller = np.minimum(root_lower, root_upper)
-        np.minimum.at(parent, root_lower, smaller)
-        np.minimum.at(parent, root_upper, smaller)
-        while True:  # point every run straight at its root
-            grandparent = parent[parent]
-            if np.array_equal(grandparent, parent):
-                break
-            parent = grandparent
-    roots, run_labels = np.unique(parent, return_inverse=True)
-    lengths = run_ends - run_starts
-    pixel_rows = np.repeat(run_rows, lengths)
-    pixel_cols = np.repeat(run_starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
-                                                                                          lengths))
-    labels[pixel_rows, pixel_cols] = np.repeat(run_labels + 1, lengths)
-    return labels, len(roots)
+# The neighbourhoods of a pixel: its 4 side neighbours and itself, or all 8 and itself.
+CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+SQUARE = np.ones((3, 3), bool)
 
 
 def remove_specks(ink: np.ndarray) -> np.ndarray:
@@ -381,20 +347,14 @@ def remove_specks(ink: np.ndarray) -> np.ndarray:
     band) go, then every blob that is tiny beside the digit or small and away from it.
     """
     height, width = ink.shape
-    labels, count = label_components(ink >= INK_LOW)
+    labels, count = ndimage.label(ink >= INK_LOW, structure=SQUARE)  # blobs touching at a corner are one
     strong = np.unique(labels[ink >= INK_HIGH])
     strong = strong[strong > 0]
-    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
-    rows, cols = np.nonzero(labels)
-    blob = labels[rows, cols]
-    top = np.full(count + 1, height)
-    left = np.full(count + 1, width)
-    bottom = np.full(count + 1, -1)
-    right = np.full(count + 1, -1)
-    np.minimum.at(top, blob, rows)
-    np.maximum.at(bottom, blob, rows)
-    np.minimum.at(left, blob, cols)
-    np.maximum.at(right, blob, cols)
+    mass = ndimage.sum_labels(ink, labels, np.arange(count + 1))
+    # Each blob's box, bounds included (row 0 stands for the background, label 0).
+    boxes = np.array([(0, 0, -1, -1)] + [(rows.start, cols.start, rows.stop - 1, cols.stop - 1)
+                                          for rows, cols in ndimage.find_objects(labels)])
+    top, left, bottom, right = boxes.T
 
     # A frame (a drawn border, the paper's edge, a scanner's shadow) runs along a side, inside the border band.
     band_rows, band_cols = max(1, round(FRAME_BAND * height)), max(1, round(FRAME_BAND * width))
@@ -424,36 +384,18 @@ def crop_to_ink(ink: np.ndarray) -> np.ndarray:
     return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
-def neighbour(mask: np.ndarray, row_step: int, col_step: int) -> np.ndarray:
-    """`mask` shifted so each pixel holds its neighbour at (row_step, col_step); False past the edge."""
-    height, width = mask.shape
-    shifted = np.zeros_like(mask)
-    shifted[max(-row_step, 0):height - max(row_step, 0), max(-col_step, 0):width - max(col_step, 0)] = \
-        mask[max(row_step, 0):height - max(-row_step, 0), max(col_step, 0):width - max(-col_step, 0)]
-    return shifted
-
-
-CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-SQUARE = CROSS + ((-1, -1), (-1, 1), (1, -1), (1, 1))
-
-
 def dilate(image: np.ndarray, steps: int) -> np.ndarray:
     """Grow the ink by `steps` px (each pixel takes its neighbours' max), alternating cross and square
     steps so it grows about as a disc; on a grey image the edges stay anti-aliased."""
     for step in range(steps):
-        grown = image.copy()
-        for row_step, col_step in SQUARE if step % 2 else CROSS:
-            np.maximum(grown, neighbour(image, row_step, col_step), out=grown)
-        image = grown
+        image = ndimage.grey_dilation(image, footprint=SQUARE if step % 2 else CROSS, mode="constant", cval=0)
     return image
 
 
 def erode(image: np.ndarray, square: bool) -> np.ndarray:
-    """Shrink the ink by 1 px: each pixel takes the min of its 4 neighbours (all 8 if `square`) and itself."""
-    eroded = image.copy()
-    for row_step, col_step in SQUARE if square else CROSS:
-        np.minimum(eroded, neighbour(image, row_step, col_step), out=eroded)
-    return eroded
+    """Shrink the ink by 1 px: each pixel takes the min of its 4 neighbours (all 8 if `square`) and itself;
+    past the edge is black, so ink touching the edge is eaten from that side too."""
+    return ndimage.grey_erosion(image, footprint=SQUARE if square else CROSS, mode="constant", cval=0)
 
 
 def stroke_width(mask: np.ndarray) -> float:
