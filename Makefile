@@ -7,7 +7,7 @@ ARGS ?=
 # wheels (a few hundred MB instead of several GB of CUDA libraries); empty: PyPI's default build.
 TORCH_INDEX ?=
 
-.PHONY: install train test test-package test-notebooks notebooks lab tensorboard serve benchmark benchmark-smoke clean
+.PHONY: install train test test-fast test-package test-notebooks notebooks lab tensorboard serve benchmark benchmark-smoke clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,12 @@ train: install  ## train with the default config; pass flags with ARGS="--epochs
 	$(PY) -m lenet.cli.train $(ARGS)
 
 test: test-package test-notebooks  ## the whole suite: package tests, then the notebooks under nbval
+
+# The tier to run while editing: no training beyond a few steps on tiny data, no servers, no browser (under a
+# minute on 2 cores). The markers are registered in pyproject.toml.
+FAST := not slow and not server and not browser and not real_mnist
+test-fast: install  ## the quick tier of the package tests, under a minute
+	$(PY) -m pytest tests -m "$(FAST)" -p no:cacheprovider $(ARGS)
 
 test-package: install
 	$(PY) -m pytest tests $(ARGS)

@@ -18,6 +18,7 @@ def test_recipe_overrides_are_typed_like_the_config_fields():
 
 
 @pytest.mark.parametrize("recipe", ["batchsize=256", "lr=", "lr"])
+@pytest.mark.slow
 def test_a_bad_recipe_is_one_line_naming_it(recipe):
     result = subprocess.run([sys.executable, str(BENCHMARKS / "recipes.py"), recipe], capture_output=True, text=True)
     assert result.returncode != 0
@@ -25,6 +26,7 @@ def test_a_bad_recipe_is_one_line_naming_it(recipe):
                                                   "(e.g. batch_size=256)."]
 
 
+@pytest.mark.slow
 def test_a_badly_typed_value_is_one_line():
     result = subprocess.run([sys.executable, str(BENCHMARKS / "recipes.py"), "epochs=four"], capture_output=True,
                             text=True)

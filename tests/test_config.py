@@ -61,6 +61,7 @@ def test_cli_maps_dashed_flags_onto_the_config():
     (["--lr", "inf"], "--lr must be a finite number"),
     (["--run-name", ".."], "--run-name must be a plain folder name"),
 ])
+@pytest.mark.slow
 def test_cli_rejects_bad_flags_with_one_clear_message(argv, message):
     result = subprocess.run([sys.executable, "-m", "lenet.cli.train", *argv], capture_output=True, text=True)
     assert result.returncode == 2
@@ -68,6 +69,7 @@ def test_cli_rejects_bad_flags_with_one_clear_message(argv, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_help_states_every_default():
     result = subprocess.run([sys.executable, "-m", "lenet.cli.train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -86,6 +88,7 @@ def test_preset_applies_before_the_flags_typed():
     assert config.channels_last and config.epochs == 7 and config.batch_size == 256
 
 
+@pytest.mark.slow
 def test_unknown_preset_is_refused():
     result = subprocess.run([sys.executable, "-m", "lenet.cli.train", "--preset", "turbo"], capture_output=True,
                             text=True)

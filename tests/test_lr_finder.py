@@ -49,6 +49,7 @@ def test_bad_sweep_bounds_are_a_clear_error(setup):
         lr_range_test(model, optimizer, batches, start_lr=1.0, end_lr=0.1)
 
 
+@pytest.mark.slow
 def test_find_lr_flag_prints_a_suggestion_and_trains_nothing(tiny_mnist, tmp_path):
     import subprocess
     import sys

@@ -15,6 +15,7 @@ from lenet.errors import LenetError
 from lenet.train import fit, resolve_device
 
 
+@pytest.mark.slow
 def test_fit_learns_and_writes_a_self_describing_run(tiny_config):
     result = fit(tiny_config, verbose=False)
     history = result["history"]
@@ -71,6 +72,7 @@ def test_early_stopping_answers_stop_after_patience_epochs_without_improvement()
     assert not any(EarlyStopping(patience=0).step(loss, i) for i, loss in enumerate([1, 2, 3, 4]))
 
 
+@pytest.mark.slow
 def test_early_stopping_fires_on_rising_val_loss_and_restores_the_best(tmp_path):
     # Random labels: the network can only memorise, so validation loss rises from the first epochs.
     data = make_dataset(tmp_path / "noise", n_train=600, n_test=100, random_labels=True)
@@ -85,6 +87,7 @@ def test_early_stopping_fires_on_rising_val_loss_and_restores_the_best(tmp_path)
     assert best["epoch"] == result["best_epoch"]
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten_by_accident(tiny_config):
     fit(dataclasses.replace(tiny_config, epochs=1), verbose=False)
     with pytest.raises(LenetError, match="already exists"):
@@ -99,12 +102,14 @@ def test_unavailable_device_is_a_clear_error():
             resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(tiny_config):
     a = fit(dataclasses.replace(tiny_config, epochs=1, run_name="a"), verbose=False)
     b = fit(dataclasses.replace(tiny_config, epochs=1, run_name="b"), verbose=False)
     assert a["history"][0]["val_loss"] == b["history"][0]["val_loss"]
 
 
+@pytest.mark.slow
 def test_cli_trains_and_prints_one_line_per_epoch(tiny_mnist, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "lenet.cli.train", "--data-dir", str(tiny_mnist), "--val-size", "200", "--epochs", "2",
@@ -117,6 +122,7 @@ def test_cli_trains_and_prints_one_line_per_epoch(tiny_mnist, tmp_path):
     assert "\r" not in result.stderr  # no progress bar when output is not a terminal
 
 
+@pytest.mark.slow
 def test_cli_missing_data_is_one_sentence_without_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", "import sys, torchvision.datasets as d; d.MNIST.download = lambda self: "
@@ -129,6 +135,8 @@ def test_cli_missing_data_is_one_sentence_without_traceback(tmp_path):
 
 
 @pytest.mark.skipif(real_mnist_dir() is None, reason="LENET_DATA_DIR does not hold the official MNIST files")
+@pytest.mark.real_mnist
+@pytest.mark.slow
 def test_short_real_run_reaches_97_percent_validation_accuracy(tmp_path):
     config = Config(data_dir=str(real_mnist_dir()), epochs=2, batch_size=128, lr=3e-3, runs_dir=str(tmp_path),
                     run_name="real", device="cpu")
