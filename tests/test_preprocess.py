@@ -342,6 +342,39 @@ def test_a_blank_image_has_no_ink_found(blank):
         preprocess(blank, 0.0, 1.0)
 
 
+@pytest.mark.parametrize("width, height", [(30_000, 3), (3, 30_000)], ids=["wide", "tall"])
+def test_a_30000x3_drawn_line_is_too_thin_to_hold_a_digit(tmp_path, width, height):
+    line = Image.new("L", (width, height), 255)
+    ImageDraw.Draw(line).line([(0, 1), (width - 1, 1)] if width > height else [(1, 0), (1, height - 1)], fill=0)
+    line.save(tmp_path / "line.png")  # as the user sent it: shrunk 118x, it is under 1 px across
+    with pytest.raises(PreprocessError, match=rf"line\.png is {width}x{height} px: too thin to hold a digit "
+                                              r"\(under 1 px across once shrunk to 256 px long\): crop it"):
+        preprocess(tmp_path / "line.png", 0.0, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 200), (200, 1)], ids=["1xN", "Nx1"])
+def test_a_one_pixel_strip_holding_a_line_is_read_as_a_line(shape):
+    strip = np.full(shape, 255, np.uint8).reshape(-1)
+    strip[50:150] = 0
+    image = seen(strip.reshape(shape))
+    long, across = ink_box(image) if shape[0] > 1 else ink_box(image)[::-1]
+    assert long == 20 and across <= 3  # a bar along the strip, as a '1' or a '-' is drawn
+
+
+@pytest.mark.parametrize("shape", [(1, 2_000), (2_000, 1), (2, 600), (4, 4_096)])
+def test_an_image_narrower_than_the_shrink_factor_is_too_thin_not_a_traceback(shape):
+    image = np.full(shape, 255, np.uint8)
+    image[tuple(side // 2 for side in shape)] = 0
+    with pytest.raises(PreprocessError, match=rf"is {shape[1]}x{shape[0]} px: too thin to hold a digit"):
+        preprocess(image, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_a_single_pixel_image_is_blank(value):
+    with pytest.raises(PreprocessError, match="is blank, no ink found"):
+        preprocess(Image.new("L", (1, 1), value), 0.0, 1.0)
+
+
 def test_preprocess_error_is_a_lenet_error():
     assert issubclass(PreprocessError, LenetError)
 

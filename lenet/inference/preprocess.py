@@ -222,7 +222,8 @@ def scale_to_unit(array: np.ndarray) -> np.ndarray:
         return array.astype(np.float32) * (1 / 65535.0)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise PreprocessError(f"an image array must hold numbers, got dtype {array.dtype}.")
-    pixels = np.nan_to_num(array.astype(np.float32))
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, then float32's largest
+        pixels = np.nan_to_num(array.astype(np.float32))
     peak = pixels.max(initial=0.0)
     # Integer or float arrays beyond [0, 1] are taken as 8-bit or 16-bit ranges.
     if peak > 255:
@@ -232,13 +233,18 @@ def scale_to_unit(array: np.ndarray) -> np.ndarray:
     return np.clip(pixels, 0.0, 1.0)
 
 
-def shrink_to_working_size(gray: np.ndarray, size: int = WORK_SIZE) -> tuple[np.ndarray, int]:
+def shrink_to_working_size(gray: np.ndarray, name: str = "the image", size: int = WORK_SIZE) -> tuple[np.ndarray, int]:
     """`gray` averaged over k x k blocks so its longer side is at most `size` px; and k (1: unchanged).
 
-    A k-fold shrink leaves a 1-px stroke with 1/k of its contrast: faint, but still there.
+    A k-fold shrink leaves a 1-px stroke with 1/k of its contrast: faint, but still there. An image whose
+    shorter side is under k px (over `size` times longer than wide) would shrink to nothing across: it is
+    refused here, so every later step works on at least one pixel each way.
     """
     height, width = gray.shape
     factor = -(-max(height, width) // size)  # ceiling division
+    if min(height, width) < factor:
+        raise PreprocessError(f"{name} is {width}x{height} px: too thin to hold a digit (under 1 px across once "
+                              f"shrunk to {size} px long): crop it to the digit with some paper around it.")
     if factor == 1:
         return gray, 1
     # The last (height % factor) rows and columns, under one working pixel, are dropped.
@@ -516,7 +522,7 @@ def preprocess_steps(image: ImageLike) -> dict[str, Image.Image | np.ndarray]:
     """
     name = describe(image)
     raw = image if isinstance(image, (np.ndarray, torch.Tensor)) else open_image(image)
-    gray, shrink = shrink_to_working_size(to_grayscale(raw, name))
+    gray, shrink = shrink_to_working_size(to_grayscale(raw, name), name)
     ink = ink_on_black(gray, name, shrink)
     strokes = remove_specks(ink)
     cropped = crop_to_ink(strokes)
