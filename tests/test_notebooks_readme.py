@@ -1,9 +1,13 @@
-"""The notebooks and the README agree, and the notebooks keep one shape.
+"""The notebooks, the README and the pages under docs/ agree, and the notebooks keep one shape.
 
-Every number the README's notebook table quotes appears in that notebook's stored outputs; every
-notebook is in the table, titled "# 0N · Title", says how long it takes, was executed top to bottom
-without errors, prints the machine its figures were measured on, writes its runs under runs/notebooks/,
-and ends with a "Next:" link that resolves. Reads the .ipynb files only; nothing is executed.
+Every figure the README and docs/ quote has one source: the stored outputs of a notebook the page links
+to, benchmarks/RESULTS.md when the page links to it (less its lines that label a figure as history), or an
+output block (a ```text block right after the ```bash block that printed it) on the page itself or on a docs
+page it links to. The README's notebook
+table quotes each notebook's own outputs and its own stated time. Every notebook is in the table, titled
+"# 0N · Title", says how long it takes, was executed top to bottom without errors, prints the machine its
+figures were measured on, writes its runs under runs/notebooks/, and ends with a "Next:" link that
+resolves. Reads files only; nothing is executed.
 """
 
 from __future__ import annotations
@@ -16,8 +20,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 LINK = re.compile(r"\]\(([^)#\s]+\.ipynb)(?:#[^)]*)?\)")
+TABLE_ROW = re.compile(r"\|\s*\[[^\]]+\]\(notebooks/([^)]+\.ipynb)\)\s*\|")
+
+# A figure: a number with a decimal point, or a number (or a range of two) followed by a percent sign or a
+# unit. Counts of things (5,000 images, 3 seeds, 12 epochs), sizes (28x28, 400 -> 120) and notebook numbers
+# are structure, not measurements, and are not checked.
+VALUE = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+UNIT = r"(?:%|\s?(?:ms|s|min|MB|GB|KB|GiB|MiB|images/s|requests/s|req/s|x)\b)"
+FIGURE = re.compile(rf"(?<![\w.,/-])({VALUE})(?:\s?[–-]\s?({VALUE}))?(?={UNIT})|(?<![\w.,/-])(\d+\.\d+)(?![\w.]*\d)")
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+# Versions (torch 2.14.1, Python 3.11+) and paper identifiers (arXiv 1803.09820) are names, not figures.
+VERSION = re.compile(r"(?i)\b(?:python|torch|torchvision|numpy|cuda|v|arxiv:?)\s*[<>=]*\s*\d+(?:\.\d+)+\+?|\b\d+\.\d+\.\d+\b")
+
+# Figures from published work, not measured here: page -> figure as written -> the publication it comes from.
+CITED = {
+    "README.md": {
+        "99.05": "LeCun, Bottou, Bengio, Haffner 1998, Gradient-based learning applied to document recognition, "
+                 "section III.C: LeNet-5's test error is 0.95%",
+        "99.2": "the same paper: 0.8% test error when the training images are distorted",
+    },
+}
 
 
 def load(path: Path) -> dict:
@@ -40,16 +66,104 @@ def stored_output_text(notebook: dict) -> str:
     return "\n".join(parts)
 
 
-def readme_notebook_table() -> dict[str, str]:
-    """Notebook file name -> the last cell of its row in the README's "## The notebooks" table."""
+def time_line(notebook: dict) -> str:
+    """The "**Time:**" line of a notebook's first cell: how long it says it takes."""
+    match = re.search(r"\*\*Time:\*\*[^\n]*", source(notebook["cells"][0]))
+    return match.group(0) if match else ""
+
+
+def readme_notebook_rows() -> dict[str, list[str]]:
+    """Notebook file name -> the cells of its row in the README's "## The notebooks" table."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## The notebooks\n", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
-        match = re.match(r"\|\s*\[[^\]]+\]\(notebooks/([^)]+\.ipynb)\)\s*\|", line)
+        match = TABLE_ROW.match(line)
         if match:
-            rows[match.group(1)] = line.rstrip().rstrip("|").rsplit("|", 1)[1].strip()
+            rows[match.group(1)] = [cell.strip() for cell in line.strip().strip("|").split("|")]
     return rows
+
+
+def readme_notebook_table() -> dict[str, str]:
+    """Notebook file name -> the last cell (the key result) of its row in the README's notebook table."""
+    return {name: cells[-1] for name, cells in readme_notebook_rows().items()}
+
+
+def values(text: str) -> set[float]:
+    """Every number in `text`, as a value (2,400 and 2400 are one number; so are 20 and 20.0)."""
+    return {float(number.replace(",", "")) for number in re.findall(VALUE, text)}
+
+
+def fences(text: str) -> list[tuple[str, str]]:
+    """The fenced code blocks of a markdown page, as (language, body), in order."""
+    return [(match.group(1), match.group(2)) for match in FENCE.finditer(text)]
+
+
+def output_blocks(text: str) -> str:
+    """What the page shows commands printing: each ```text block that directly follows a ```bash block."""
+    blocks = fences(text)
+    return "\n".join(body for (before, _), (language, body) in zip(blocks, blocks[1:])
+                     if language == "text" and before == "bash")
+
+
+def links(text: str) -> list[str]:
+    """The targets of the page's markdown links and images, outside code."""
+    prose = FENCE.sub("", text)
+    prose = re.sub(r"`[^`\n]*`", "", prose)
+    return re.findall(r"\]\(([^)\s]+)\)", prose)
+
+
+def linked_files(page: Path) -> list[Path]:
+    """The files in the repository that `page` links to (anchors dropped; web addresses skipped)."""
+    targets = []
+    for target in links(page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        path = (page.parent / target.split("#", 1)[0]).resolve()
+        if path.is_file():
+            targets.append(path)
+    return targets
+
+
+def prose(text: str) -> str:
+    """What a reader reads as text: code removed except the comments of shell commands, links without their
+    targets, versions and the README's notebook table (its rows are checked against their own notebook)."""
+    comments = [line.split(" # ", 1)[1] for language, body in fences(text) if language in ("bash", "sh")
+                for line in body.splitlines() if " # " in line]
+    text = FENCE.sub("", text) + "\n" + "\n".join(comments)
+    text = "\n".join(line for line in text.splitlines() if not TABLE_ROW.match(line))
+    text = re.sub(r"`[^`\n]*`", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    text = re.sub(r"<?https?://[^\s>)]+>?", " ", text)
+    return VERSION.sub(" ", text)
+
+
+def figures(text: str) -> list[str]:
+    """Every figure a page's prose quotes, as written (each end of a range on its own)."""
+    found = []
+    for match in FIGURE.finditer(prose(text)):
+        found += [number for number in match.groups() if number]
+    return found
+
+
+def current_results() -> str:
+    """benchmarks/RESULTS.md without the lines that label a figure as history (superseded by a newer one)."""
+    return "\n".join(line for line in RESULTS.read_text(encoding="utf-8").splitlines() if "history" not in line)
+
+
+def sources(page: Path) -> str:
+    """The text a figure on `page` may be quoted from: the stored outputs of the notebooks it links to,
+    RESULTS.md if it links to it, and the output blocks on the page and on the pages it links to."""
+    text = page.read_text(encoding="utf-8")
+    parts = [output_blocks(text)]
+    for path in linked_files(page):
+        if path.suffix == ".ipynb":
+            parts.append(stored_output_text(load(path)))
+        elif path == RESULTS:
+            parts.append(current_results())
+        elif path.suffix == ".md":
+            parts.append(output_blocks(path.read_text(encoding="utf-8")))
+    return "\n".join(parts)
 
 
 def test_there_are_notebooks_numbered_from_01_without_gaps():
@@ -68,6 +182,42 @@ def test_every_number_in_the_readme_table_is_in_the_notebooks_stored_outputs(pat
     outputs = stored_output_text(load(path))
     missing = [number for number in NUMBER.findall(quoted) if number not in outputs]
     assert not missing, f"the README quotes {missing} for {path.name}, but its stored outputs do not say so"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_the_readme_table_gives_the_time_the_notebook_states(path):
+    cells = readme_notebook_rows().get(path.name)
+    assert cells is not None and len(cells) == 4, f"{path.name}: a row of notebook | teaches | time | key result"
+    stated = time_line(load(path))
+    missing = [number for number in NUMBER.findall(cells[2]) if number not in NUMBER.findall(stated)]
+    assert not missing, f"the README gives {path.name} a time of {cells[2]!r}; the notebook says {stated!r}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_figure_in_the_prose_is_in_a_source_the_page_names(page):
+    known = values(sources(page))
+    cited = CITED.get(page.relative_to(ROOT).as_posix(), {})
+    missing = sorted({figure for figure in figures(page.read_text(encoding="utf-8"))
+                      if figure not in cited and float(figure.replace(",", "")) not in known})
+    assert not missing, (f"{page.relative_to(ROOT)} quotes {missing}, which neither the notebooks it links to, "
+                         "benchmarks/RESULTS.md (if linked) nor an output block (```text after ```bash) says")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_output_block_stands_beside_the_command_that_printed_it(page):
+    blocks = fences(page.read_text(encoding="utf-8"))
+    orphans = [body[:60] for index, (language, body) in enumerate(blocks)
+               if language == "text" and (index == 0 or blocks[index - 1][0] != "bash")]
+    assert not orphans, f"{page.relative_to(ROOT)}: ```text blocks without a ```bash command before them: {orphans}"
+
+
+def test_the_figure_finder_sees_figures_and_skips_structure():
+    text = ("Reaches 99.22% (99.19–99.28%) in 10.5 s at 3.9x; 12 epochs of 28x28 images, batch 128, "
+            "notebook 03, 5,000 images, torch 2.14.1, Python 3.11, temperature 1.27, 757 MB, 10–13% more, "
+            "`--lr 0.05`, [a link](notebooks/07_x.ipynb), <https://arxiv.org/abs/1803.09820>.\n"
+            "```bash\nmake benchmark   # about 7 min\n```\n```text\n99.0%\n```\n")
+    assert figures(text) == ["99.22", "99.19", "99.28", "10.5", "3.9", "1.27", "757", "10", "13", "7"]
+    assert values(output_blocks(text)) == {99.0}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
