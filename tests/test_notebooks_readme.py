@@ -189,6 +189,7 @@ def test_the_readme_table_gives_the_time_the_notebook_states(path):
     cells = readme_notebook_rows().get(path.name)
     assert cells is not None and len(cells) == 4, f"{path.name}: a row of notebook | teaches | time | key result"
     stated = time_line(load(path))
+    assert NUMBER.findall(cells[2]), f"the README gives {path.name} no time"
     missing = [number for number in NUMBER.findall(cells[2]) if number not in NUMBER.findall(stated)]
     assert not missing, f"the README gives {path.name} a time of {cells[2]!r}; the notebook says {stated!r}"
 
