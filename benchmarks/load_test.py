@@ -66,6 +66,7 @@ class LoadResult:
 
 
 def png_bytes(image: Image.Image) -> bytes:
+    """`image` encoded as PNG."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -107,7 +108,7 @@ def expected_predictions(checkpoint: str | os.PathLike, images: Sequence[bytes])
 
 
 def free_port() -> int:
-    """A TCP port nobody is listening on right now."""
+    """A TCP port on loopback that nobody is listening on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import shlex
 import http.client
-import io
+import shlex
 import socket
 import sys
 import tempfile
@@ -39,8 +38,8 @@ from typing import Callable, Sequence
 
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import load_test  # noqa: E402  (benchmarks/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from benchmarks import load_test  # noqa: E402
 
 MEMORY_TARGET_MB = 1536
 DISCONNECT_TARGET_S = 30
@@ -65,9 +64,7 @@ def digit_png(side: int, mode: str = "RGBA") -> bytes:
     image = Image.new(mode, (side, side), background)
     ImageDraw.Draw(image).line([(side // 2, side // 6), (side // 2, 5 * side // 6)], fill="black",
                                width=max(4, side // 25))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return load_test.png_bytes(image)
 
 
 def post(url: str, body: bytes, timeout: float = 120) -> int:

@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import CHROMIUM, CHROMIUM_ARGS, real_mnist_dir, synthetic_digits  # noqa: F401  (tests: import from helpers)
 from lenet.config import Config
-
-# Debian's chromium for the browser tests (Playwright cannot download its own browser here).
-CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (path := shutil.which(name))), None)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 def write_idx(path: Path, tensor: torch.Tensor) -> None:
     """Write a uint8 tensor in the IDX format MNIST uses (big-endian dims after a magic number)."""
     header = struct.pack(">I", 0x0800 + tensor.dim()) + b"".join(struct.pack(">I", s) for s in tensor.shape)
     path.write_bytes(header + tensor.to(torch.uint8).contiguous().numpy().tobytes())
-
-
-def synthetic_digits(n: int, seed: int, random_labels: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """n 28x28 uint8 images where class k is a bright block at a class-specific place, jittered and noisy."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    labels = labels[torch.randperm(n, generator=generator)]
-    images = torch.randint(0, 40, (n, 28, 28), generator=generator, dtype=torch.uint8)
-    shifts = torch.randint(-2, 3, (n, 2), generator=generator)
-    for i, (label, (dy, dx)) in enumerate(zip(labels.tolist(), shifts.tolist())):
-        row, col = 4 + (label // 5) * 12 + dy, 3 + (label % 5) * 5 + dx
-        images[i, max(row, 0):row + 8, max(col, 0):col + 4] = 255
-    if random_labels:
-        labels = torch.randint(0, 10, (n,), generator=generator)
-    return images, labels
 
 
 def make_dataset(root: Path, folder: str = "MNIST", n_train: int = 1200, n_test: int = 300,
@@ -63,14 +41,6 @@ def tiny_config(tiny_mnist, tmp_path) -> Config:
     """A config that trains quickly on the tiny dataset, writing runs under tmp_path."""
     return Config(data_dir=str(tiny_mnist), val_size=200, batch_size=32, epochs=3, runs_dir=str(tmp_path / "runs"),
                   run_name="tiny", device="cpu", log_every=5)
-
-
-def real_mnist_dir() -> Path | None:
-    """$LENET_DATA_DIR when it holds the official MNIST files, else None."""
-    root = os.environ.get("LENET_DATA_DIR")
-    if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
-        return Path(root)
-    return None
 
 
 @pytest.fixture(scope="session")

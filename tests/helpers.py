@@ -1,24 +1,62 @@
-"""Small things several test files need: images they draw, a free port, a killed run, a mouse on a canvas."""
+"""Small things several test files need: images they draw, a free port, a killed run, a mouse on a canvas,
+a wait with a deadline, and where the real MNIST files and a Chromium are."""
 
 from __future__ import annotations
 
-import io
-import socket
+import os
+import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
+import torch
 from PIL import Image, ImageDraw
 
+from benchmarks.load_test import free_port, png_bytes  # noqa: F401  (one copy, shared with the benchmarks)
 from lenet.callbacks import Callback
 
+T = TypeVar("T")
 
-def png_bytes(image: Image.Image) -> bytes:
-    """`image` encoded as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+# Debian's chromium for the browser tests (Playwright cannot download its own browser here).
+CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (path := shutil.which(name))), None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def real_mnist_dir() -> Path | None:
+    """$LENET_DATA_DIR when it holds the official MNIST files, else None."""
+    root = os.environ.get("LENET_DATA_DIR")
+    if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        return Path(root)
+    return None
+
+
+def synthetic_digits(n: int, seed: int, random_labels: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """n 28x28 uint8 images where class k is a bright block at a class-specific place, jittered and noisy."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=generator)]
+    images = torch.randint(0, 40, (n, 28, 28), generator=generator, dtype=torch.uint8)
+    shifts = torch.randint(-2, 3, (n, 2), generator=generator)
+    for i, (label, (dy, dx)) in enumerate(zip(labels.tolist(), shifts.tolist())):
+        row, col = 4 + (label // 5) * 12 + dy, 3 + (label % 5) * 5 + dx
+        images[i, max(row, 0):row + 8, max(col, 0):col + 4] = 255
+    if random_labels:
+        labels = torch.randint(0, 10, (n,), generator=generator)
+    return images, labels
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """condition()'s first true value, polled until `timeout` s pass; AssertionError naming `what` after that."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.05)
+    return value
 
 
 def huge_png(side: int = 9_000) -> bytes:
@@ -36,13 +74,6 @@ def drawn_seven(path: Path, size: int = 280) -> Path:
                                fill="black", width=max(1, round(18 * scale)))
     image.save(path)
     return path
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nobody is listening on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class StopAfter(Callback):

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import load_test
-from conftest import CHROMIUM, CHROMIUM_ARGS
-from helpers import draw_on_canvas
+from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas
 from lenet.apps.pad import BRUSH_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +25,8 @@ SCREENSHOT = ROOT / "artifacts" / "serve_page.png"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
                                      "pip install -e '.[dev]'")
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[dev]'")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium")
+pytestmark = [pytest.mark.server, pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium")]
 expect = playwright_api.expect
 
 ONE = [[(140, 50), (140, 230)]]  # pad coordinates (280 x 280): one vertical stroke
@@ -51,7 +51,6 @@ def page(server_url):
             yield page
         finally:
             browser.close()
-
 
 
 def test_empty_pad_asks_for_a_digit(page):

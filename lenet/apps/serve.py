@@ -28,6 +28,7 @@ import ctypes
 import functools
 import io
 import logging
+import os
 import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,7 @@ try:  # the serve extra is optional: the rest of the package works without it
     from starlette.exceptions import HTTPException
     from starlette.middleware.cors import CORSMiddleware
     from starlette.requests import ClientDisconnect
+    from starlette.staticfiles import StaticFiles
 except ImportError as missing:
     MISSING_PACKAGE: str | None = missing.name
 else:
@@ -62,6 +64,7 @@ log = logging.getLogger("lenet.apps.serve")
 MAX_BODY_BYTES = 5 * 1024 * 1024  # far above any digit photo; refused unread when the length is declared
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers; uvicorn answers 400 past it
 RELEASE_ABOVE_PIXELS = 1_000_000  # after a larger image, freed memory is handed back to the system
+# Named here rather than guessed: mimetypes reads the system's tables, and some send .js as text/plain.
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                  ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
 UPLOAD_FIELD = "file"
@@ -117,16 +120,12 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def answer(predictor: Predictor, image: bytes, file: str | None) -> dict[str, Any]:
-    """The JSON object for one image: as `lenet-predict --json`, plus the input the model saw."""
-    prediction: Prediction = predict(predictor, image)[0]
-    return {**as_json(file, prediction), "image": png_data_url(prediction.image)}
-
-
-def answer_and_release(predictor: Predictor, image: bytes, file: str | None, pixels: int) -> dict[str, Any]:
-    """`answer`, then hand the memory a large image took back to the system."""
+def prediction_answer(predictor: Predictor, image: bytes, file: str | None, pixels: int) -> dict[str, Any]:
+    """/predict's JSON object for an image of `pixels` pixels: as `lenet-predict --json`, plus the input the model
+    saw; after a large image, the memory it took is handed back to the system."""
     try:
-        return answer(predictor, image, file)
+        prediction: Prediction = predict(predictor, image)[0]
+        return {**as_json(file, prediction), "image": png_data_url(prediction.image)}
     finally:
         if pixels > RELEASE_ABOVE_PIXELS:
             release_memory()
@@ -201,9 +200,9 @@ class PredictionSlots:
         self.workers.shutdown(wait=False)
 
 
-def client_name(request: Request) -> str:
-    """host:port of the client, for log lines."""
-    return f"{request.client.host}:{request.client.port}" if request.client else "a client"
+def client_name(address: Sequence[Any] | None) -> str:
+    """host:port of a client's (host, port) address, for log lines; "a client" when the server was not told."""
+    return f"{address[0]}:{address[1]}" if address else "a client"
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -223,7 +222,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         log.info("%s sent %d bytes of its body in %g s; answered 408 and closed the connection",
-                 client_name(request), size, timeout)
+                 client_name(request.client), size, timeout)
         raise HTTPException(408, f"the request body did not arrive within {timeout:g} s ({size} bytes came): send "
                                  "the image in one go.", headers={"Connection": "close"}) from None
     return b"".join(chunks)
@@ -267,13 +266,25 @@ def error_sentence(request: Request, error: HTTPException) -> str:
     return str(error.detail)
 
 
-def static_file(name: str) -> FileResponse:
-    """A file directly in lenet/apps/static/ with its content type; 404 for anything else (no listing, nothing outside)."""
-    path = STATIC / name
-    content_type = CONTENT_TYPES.get(path.suffix.lower())
-    if content_type is None or name.startswith(".") or not path.is_file() or path.resolve().parent != STATIC.resolve():
-        raise HTTPException(404)
-    return FileResponse(path, media_type=content_type)
+def page_files() -> StaticFiles:
+    """Starlette's StaticFiles on lenet/apps/static/, serving only the kinds of file in CONTENT_TYPES, with that type.
+
+    StaticFiles keeps requests inside the folder and lists no folder; the suffix check also keeps out
+    __init__.py, __pycache__/ and dotfiles.
+    """
+
+    class PageFiles(StaticFiles):  # made here, not at import: without the serve extra there is no StaticFiles
+        async def get_response(self, path: str, scope: dict) -> Response:
+            content_type = CONTENT_TYPES.get(os.path.splitext(path)[1].lower())
+            if content_type is None or os.path.basename(path).startswith("."):
+                raise HTTPException(404)
+            response = await super().get_response(path, scope)
+            if response.status_code == 200:  # not a 304, which has no body to describe
+                charset = "; charset=utf-8" if content_type.startswith("text/") else ""
+                response.headers["content-type"] = content_type + charset
+            return response
+
+    return PageFiles(directory=STATIC)
 
 
 class ShutdownCancellation:
@@ -296,9 +307,9 @@ class ShutdownCancellation:
         try:
             await self.app(scope, receive, send_and_note)
         except asyncio.CancelledError:  # not re-raised: uvicorn only cancels a request to give up on it
-            host, port = scope.get("client") or ("a client", "")
-            log.warning("%s:%s %s %s was still running when the server stopped (--shutdown-timeout)%s", host, port,
-                        scope["method"], scope["path"], "" if started else "; answered 503")
+            log.warning("%s %s %s was still running when the server stopped (--shutdown-timeout)%s",
+                        client_name(scope.get("client")), scope["method"], scope["path"],
+                        "" if started else "; answered 503")
             if not started:
                 refusal = JSONResponse({"error": "the server stopped before this request finished: send it again "
                                                  "once the server is back."}, status_code=503,
@@ -338,7 +349,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
     @app.exception_handler(ClientDisconnect)
     async def client_left(request: Request, error: ClientDisconnect) -> Response:
         log.info("%s disconnected before sending the whole request (%s %s); nothing to answer",
-                 client_name(request), request.method, request.url.path)
+                 client_name(request.client), request.method, request.url.path)
         return Response(status_code=400)  # nobody is left to read it
 
     @app.exception_handler(Exception)
@@ -348,11 +359,9 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
 
     @app.get("/")
     def index() -> FileResponse:
-        return static_file("index.html")
+        return FileResponse(STATIC / "index.html", media_type=CONTENT_TYPES[".html"])
 
-    @app.get("/static/{name}")
-    def static(name: str) -> FileResponse:
-        return static_file(name)
+    app.mount("/static", page_files(), name="static")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -373,7 +382,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
                                      f"bytes of an image of a digit ({IMAGE_FORMATS}).")
         pixels = check_header(image, settings.max_pixels)
         try:
-            return await request.app.state.slots.run(answer_and_release, predictor, image, file, pixels)
+            return await request.app.state.slots.run(prediction_answer, predictor, image, file, pixels)
         except PreprocessError as error:
             raise HTTPException(400, str(error)) from None
 
@@ -386,7 +395,8 @@ def http_protocol(header_timeout: float) -> type:
     uvicorn's keep-alive timer stops at a connection's first byte, so a client that sends half a
     request line, or nothing after an answer it got while its body was unread, would hold the
     connection forever. Here the clock starts when a connection opens and after each answer, and
-    stops when the next request's headers are complete.
+    stops when the next request's headers are complete. H11Protocol is private to uvicorn:
+    tests/test_serve.py checks that it still has what this relies on, and pyproject.toml caps uvicorn.
     """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -427,9 +437,8 @@ def http_protocol(header_timeout: float) -> type:
             if self.transport.is_closing():
                 return
             if self.conn.trailing_data[0]:  # part of a request came; a silent idle connection is closed quietly
-                client = "%s:%d" % self.client if self.client else "a client"
-                log.info("%s sent no complete request headers within %g s; closed the connection", client,
-                         header_timeout)
+                log.info("%s sent no complete request headers within %g s; closed the connection",
+                         client_name(self.client), header_timeout)
             self.transport.close()
 
     return HeaderDeadlineProtocol
@@ -460,7 +469,7 @@ def listen(host: str, port: int) -> socket.socket:
                          "or another --host.") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def serve_parser() -> argparse.ArgumentParser:
     """The `lenet-serve` command line; every help text states its default."""
     default = ServerSettings()
     parser = command_parser(
@@ -524,7 +533,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-serve` / `python -m lenet.apps.serve`: serves until Ctrl+C; 2 if it cannot start."""
-    args = build_parser().parse_args(argv)
+    args = serve_parser().parse_args(argv)
     return run_command(lambda: serve(args))
 
 
