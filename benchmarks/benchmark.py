@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +33,9 @@ def user_like_png(seed: int = 0) -> bytes:
     from PIL import Image, ImageOps
 
     from lenet.data import load_torchvision_dataset
+    from lenet.inference.images import png_bytes
     digit = load_torchvision_dataset("mnist", train=False).data[seed].numpy()
-    image = ImageOps.invert(Image.fromarray(digit)).resize((280, 280), Image.LANCZOS).convert("RGBA")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(ImageOps.invert(Image.fromarray(digit)).resize((280, 280), Image.LANCZOS).convert("RGBA"))
 
 
 def latency(function, repeats: int) -> tuple[float, float]:
@@ -117,6 +114,7 @@ def run_lenet(preset: str, epochs: int | None, seed: int, smoke: bool, runs_dir:
     from lenet.callbacks import Callback
     from lenet.config import PRESETS, Config
     from lenet.inference.predict import load_model, predict
+    from lenet.runs import BEST, checkpoint_path
     from lenet.train import evaluate, fit
 
     class TestAccuracyEachEpoch(Callback):
@@ -144,7 +142,7 @@ def run_lenet(preset: str, epochs: int | None, seed: int, smoke: bool, runs_dir:
     evaluate(recorder.model, recorder.test)
     eval_seconds = time.perf_counter() - start
 
-    predictor = load_model(Path(result["run_dir"]) / "checkpoints" / "best.pt")
+    predictor = load_model(checkpoint_path(result["run_dir"], BEST))
     png = user_like_png()
     p50, p95 = latency(lambda: predict(predictor, [png]), 20 if smoke else 200)
     return {"history": history, "final_test_accuracy": result["test_accuracy"],

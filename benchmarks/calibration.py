@@ -111,7 +111,7 @@ def plot(logits: torch.Tensor, labels: torch.Tensor, temperature: float, path: P
 
 def measure(args: argparse.Namespace) -> int:
     predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
-    print(f"model: {predictor.describe()}; temperature {predictor.temperature:.3f}")
+    print(f"model: {predictor.summary()}; temperature {predictor.temperature:.3f}")
     logits, labels = test_split_probabilities(predictor, args.data_dir)
     before = expected_calibration_error(logits.softmax(1), labels)
     after = expected_calibration_error((logits / predictor.temperature).softmax(1), labels)

@@ -11,6 +11,7 @@ here, so a damaged or crafted file is one clear sentence, never a traceback deep
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import pickle
@@ -20,12 +21,13 @@ from typing import Any
 import torch
 
 from lenet.config import Config
+from lenet.data import DIGITS
 from lenet.errors import LenetError
-from lenet.files import atomic_write, require_regular_file
+from lenet.files import atomic_write, explain_os_error, require_regular_file
 from lenet.model import LeNet5
+from lenet.runs import BEST, checkpoint_path
 
 FORMAT_VERSION = 1
-DIGITS = [str(digit) for digit in range(10)]  # the classes of a checkpoint that names none
 CHECKPOINT_HINT = "pass a .pt file such as runs/<run>/checkpoints/best.pt"
 
 
@@ -56,10 +58,14 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint safely (`weights_only=True`); LenetError in one sentence if unusable."""
     path = Path(path)
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        raise LenetError(f"no checkpoint at {path}: check the path, or run `make train` to create one.") from None
+    except OSError as error:  # a name too long, a path through a file, a denied folder, an I/O error
+        raise LenetError(explain_os_error(path, error, "checkpoint", CHECKPOINT_HINT)) from None
     if path.is_dir():
         raise LenetError(f"{path} is a folder, not a checkpoint: {folder_hint(path)}.")
-    if not path.exists() and not path.is_symlink():
-        raise LenetError(f"no checkpoint at {path}: check the path, or run `make train` to create one.")
     require_regular_file(path, "checkpoint", CHECKPOINT_HINT)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -72,7 +78,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                              "lenet-train.") from None
         raise LenetError(f"{path} is not a checkpoint (not a file torch.save wrote): "
                          f"{CHECKPOINT_HINT}.") from None
-    except Exception:  # torch.load raises many kinds (RuntimeError, EOFError...) on a damaged zip
+    except Exception as error:  # torch.load raises many kinds (RuntimeError, EOFError, OSError...) on a damaged zip
+        if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EIO):  # not the bytes
+            raise LenetError(explain_os_error(path, error, "checkpoint", CHECKPOINT_HINT)) from None
         raise LenetError(f"{path} is corrupt or truncated: {damaged_hint(path)}.") from None
     validate(checkpoint, path)
     return checkpoint
@@ -80,7 +88,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def folder_hint(folder: Path) -> str:
     """What to pass instead of a folder: its best.pt when it is a run or its checkpoints folder."""
-    for candidate in (folder / "checkpoints" / "best.pt", folder / "best.pt"):
+    for candidate in (checkpoint_path(folder, BEST), folder / BEST):
         if candidate.is_file():
             return f"pass {candidate}"
     return CHECKPOINT_HINT
@@ -122,7 +130,7 @@ def validate(checkpoint: Any, path: Path) -> None:
     mean, std = normalization["mean"], normalization["std"]
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (mean, std)) or std <= 0:
         refuse(f"its normalization mean {mean!r} / std {std!r} is not a finite mean and a positive std")
-    classes = checkpoint.get("classes", DIGITS)
+    classes = checkpoint.get("classes", list(DIGITS))
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         refuse("its classes are not a list of names")
     output = weights.get("fc3.weight")
@@ -147,11 +155,6 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> LeNet5:
         raise LenetError("the checkpoint's weights do not fit LeNet-5: use a checkpoint written by lenet-train.") \
             from None
     return model.eval()
-
-
-def config_from_checkpoint(checkpoint: dict[str, Any]) -> Config:
-    """The training config stored in a checkpoint."""
-    return Config.from_dict(checkpoint["config"])
 
 
 def restore(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,

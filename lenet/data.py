@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # torchvision is imported when data is loaded: `lenet-train -
 DATASET_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 IDX_FILES = {"train-images-idx3-ubyte": (60_000, 28, 28), "train-labels-idx1-ubyte": (60_000,),
              "t10k-images-idx3-ubyte": (10_000, 28, 28), "t10k-labels-idx1-ubyte": (10_000,)}
+DIGITS = tuple(str(digit) for digit in range(10))  # MNIST's class names, and a checkpoint's that names none
 CLASSES = {
-    "mnist": [str(digit) for digit in range(10)],
+    "mnist": list(DIGITS),
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }

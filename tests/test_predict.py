@@ -176,8 +176,8 @@ def test_default_model_is_the_newest_completed_run_never_a_notebook_run(tmp_path
 
 def test_predict_returns_probabilities_and_what_the_model_saw(tiny_checkpoint, tmp_path):
     model = load_model(tiny_checkpoint)
-    assert model.temperature > 0 and model.describe().startswith("tiny/checkpoints/best.pt (epoch ")
-    assert "% test accuracy" in model.describe() and str(tmp_path) not in model.describe()
+    assert model.temperature > 0 and model.summary().startswith("tiny/checkpoints/best.pt (epoch ")
+    assert "% test accuracy" in model.summary() and str(tmp_path) not in model.summary()
     assert model.checkpoint_path == tiny_checkpoint and model.classes == [str(d) for d in range(10)]
     predictions = predict(model, [drawn_seven(tmp_path / "a.png"), Image.open(tmp_path / "a.png")])
     assert len(predictions) == 2

@@ -13,15 +13,14 @@ from PIL import Image, ImageDraw
 
 from conftest import real_mnist_dir
 from lenet.errors import LenetError
+from lenet.inference.images import png_bytes
 from lenet.inference.predict import load_model, predict
 from lenet.apps.pad import BLANK_MESSAGE, BRUSH_SIZE, CANVAS_SIZE, STATIC, DigitPad, draw_and_predict
 
 
 def canvas_png(image: Image.Image) -> bytes:
     """PNG bytes as the browser sends them: an opaque RGBA canvas, CANVAS_SIZE pixels square."""
-    buffer = io.BytesIO()
-    image.convert("RGBA").save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(image.convert("RGBA"))
 
 
 def mnist_on_canvas(digit: np.ndarray) -> bytes:
@@ -111,6 +110,13 @@ def test_the_pad_shows_exactly_the_image_the_model_sees(pad):
     assert shown.shape == (28, 28) and shown.max() == 255
     np.testing.assert_array_equal(shown, (expected.image * 255).round().astype(np.uint8))
     assert pad.probabilities == pytest.approx(expected.probabilities, abs=1e-6)
+
+
+def test_png_bytes_encodes_a_float_array_a_uint8_array_and_a_pil_image_alike():
+    pixels = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    encodings = {png_bytes(pixels / 255), png_bytes(pixels), png_bytes(Image.fromarray(pixels))}
+    assert len(encodings) == 1
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encodings.pop()))), pixels)
 
 
 def test_clear_goes_back_to_draw_a_digit_and_wipes_the_browser_canvas(pad, monkeypatch):

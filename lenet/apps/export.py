@@ -26,7 +26,7 @@ import torch
 from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
 from lenet.cli import command_parser, run_parsed
 from lenet.errors import LenetError
-from lenet.files import atomic_write
+from lenet.files import atomic_write, explain_os_error
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -101,8 +101,8 @@ def check_target(output: Path, format: str, force: bool) -> None:
     except NotADirectoryError:
         raise LenetError(f"cannot write {output}: part of its folder path is a file, not a folder; "
                          "choose another -o path.") from None
-    except OSError as error:
-        raise LenetError(f"cannot write {output} ({error.strerror or error}): choose another -o path.") from None
+    except OSError as error:  # a name too long, a denied folder, an I/O error
+        raise LenetError(explain_os_error(output, error, "model file", "choose another -o path")) from None
     if stat.S_ISDIR(mode):
         raise LenetError(f"{output} is a folder: pass a file name such as {output / ('model.' + suffix(format))}.")
     if not stat.S_ISREG(mode):

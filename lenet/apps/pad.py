@@ -19,8 +19,6 @@ a browser.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import re
 from pathlib import Path
@@ -29,24 +27,18 @@ from typing import Any
 import anywidget
 import numpy as np
 import traitlets
-from PIL import Image
 
 from lenet.apps import STATIC
-from lenet.inference.preprocess import MIN_CONTRAST, ImageLike, PreprocessError, to_grayscale
+from lenet.inference.images import png_bytes, png_data_url
 from lenet.inference.predict import Predictor, load_model, predict
+from lenet.inference.preprocess import MIN_CONTRAST, ImageLike, PreprocessError, to_grayscale
+from lenet.runs import RUNS_DIR
 
 BLANK_MESSAGE = "draw a digit"
 CANVAS_SIZE = 280  # pad.js draws on a canvas this size
 # A 20 px brush on a 280 px canvas becomes a ~2 px stroke once the digit is scaled into MNIST's
 # 20 px box: as thick as MNIST's own pen. Thinner strokes fade away in the shrink.
 BRUSH_SIZE = 20
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """A 2-D float image in [0, 1] as an 8-bit grayscale PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.round(np.asarray(image) * 255).clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def next_free_path(folder: Path, label: int) -> Path:
@@ -122,7 +114,7 @@ class DigitPad(anywidget.AnyWidget):
         with self.hold_sync():
             self.digit = None if result.unsure else top
             self.probabilities = probabilities
-            self.model_input = "data:image/png;base64," + base64.b64encode(png_bytes(result.image)).decode("ascii")
+            self.model_input = png_data_url(result.image)
             self.readings += 1
             self.message = (f"not sure: maybe a {top} ({probabilities[top]:.0%})" if result.unsure
                             else f"it's a {top} ({probabilities[top]:.0%} sure)")
@@ -178,7 +170,7 @@ class DigitPad(anywidget.AnyWidget):
             self.save_drawing(content.get("label"))
 
 
-def draw_and_predict(checkpoint: str | os.PathLike | None = None, runs_dir: str | os.PathLike = "runs",
+def draw_and_predict(checkpoint: str | os.PathLike | None = None, runs_dir: str | os.PathLike = RUNS_DIR,
                      save_dir: str | os.PathLike | None = None) -> DigitPad:
     """A DigitPad for `checkpoint`, or for the best checkpoint of the newest run under `runs_dir`.
 

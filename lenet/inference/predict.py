@@ -24,9 +24,11 @@ from PIL import Image
 from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
 from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
 from lenet.errors import LenetError
-from lenet.runs import default_checkpoint
-from lenet.model import LeNet5
+from lenet.files import checked_path, explain_os_error
+from lenet.inference.images import image_files_in
 from lenet.inference.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
+from lenet.model import LeNet5
+from lenet.runs import BEST, CHECKPOINTS, METRICS, RUNS_DIR, default_checkpoint, run_dir_of
 
 UNSURE_BELOW = 0.5  # a top probability under this is reported as "unsure", not as a digit
 BATCH_SIZE = 1024  # images per forward pass in `classify`; bounds memory for large folders
@@ -48,16 +50,18 @@ class Predictor:
     test_accuracy: float | None = None  # from the run's metrics.json, when it has one
     loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         """Which model this is, without an absolute path: "mine/checkpoints/best.pt (epoch 3, 99.12% test accuracy)"."""
-        parts = self.checkpoint_path.parts
-        name = "/".join(parts[-3:]) if len(parts) >= 3 and parts[-2] == "checkpoints" else self.checkpoint_path.name
+        path, run = self.checkpoint_path, run_dir_of(self.checkpoint_path).name
+        name = f"{run}/{CHECKPOINTS}/{path.name}" if path.parent.name == CHECKPOINTS and run else path.name
         facts = [f"epoch {self.epoch}"] if self.epoch is not None else []
         if self.test_accuracy is not None:
             facts.append(f"{self.test_accuracy:.2%} test accuracy")
         if self.temperature == 1.0:
             facts.append("uncalibrated")
         return printable(f"{name} ({', '.join(facts)})" if facts else name)
+
+    describe = summary  # the old name: delete once lenet/apps/serve.py, notebook 06 and test_calibration.py say summary
 
 
 @dataclass
@@ -77,7 +81,7 @@ class Prediction:
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               runs_dir: str | os.PathLike = "runs") -> Predictor:
+               runs_dir: str | os.PathLike = RUNS_DIR) -> Predictor:
     """Load a checkpoint (default: best.pt of the newest completed run, see `lenet.runs`) safely, ready for `predict`."""
     path = Path(path) if path is not None else default_checkpoint(runs_dir)
     try:
@@ -96,16 +100,16 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 def load_announced(args: argparse.Namespace) -> Predictor:
     """The model a command's --checkpoint / --runs-dir name, said on stderr: "using <run>/checkpoints/best.pt (...)"."""
     predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
-    print(f"using {predictor.describe()}", file=sys.stderr, flush=True)
+    print(f"using {predictor.summary()}", file=sys.stderr, flush=True)
     return predictor
 
 
 def run_test_accuracy(checkpoint_path: Path) -> float | None:
     """The test accuracy in metrics.json of the run a best.pt belongs to, or None."""
-    metrics = checkpoint_path.parent.parent / "metrics.json"
-    if checkpoint_path.name != "best.pt" or not metrics.is_file():
-        return None
+    metrics = run_dir_of(checkpoint_path) / METRICS
     try:
+        if checkpoint_path.name != BEST or not metrics.is_file():
+            return None
         value = json.loads(metrics.read_text(encoding="utf-8")).get("test_accuracy")
     except (OSError, ValueError, AttributeError):
         return None
@@ -154,20 +158,37 @@ def predict(predictor: Predictor, images: Sequence[ImageLike] | ImageLike) -> li
     """One Prediction per image (path, bytes, PIL image or array); PreprocessError on a bad image."""
     if isinstance(images, SINGLE_IMAGE_TYPES):
         images = [images]  # one image; an array is always one image, never a batch
-    return classify(predictor, [preprocess(image, predictor.mean, predictor.std) for image in images])
+    return classify(predictor, [prepare(image, predictor) for image in images])
+
+
+def prepare(image: ImageLike, predictor: Predictor) -> Preprocessed:
+    """`preprocess` with the predictor's mean and std; an OS error about an image file (a name too long,
+    permission denied, an I/O error) becomes a PreprocessError sentence, never a traceback."""
+    try:
+        return preprocess(image, predictor.mean, predictor.std)
+    except OSError as error:
+        if not isinstance(image, (str, os.PathLike)):
+            raise
+        raise PreprocessError(explain_os_error(Path(image), error, "digit image")) from None
 
 
 def expand_inputs(arguments: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(file, None) for each file argument and each image inside a folder; (folder, error) for an empty one."""
+    """(file, None) for each file argument and each image inside a folder; (argument, error sentence) for a folder
+    without images or a path the OS refuses (a name too long, permission denied, an I/O error)."""
     inputs = []
     for argument in arguments:
-        path = Path(argument)
-        if not path.is_dir():
-            inputs.append((argument, None))
+        try:
+            path = checked_path(argument, "digit image")
+            if not path.is_dir():
+                inputs.append((argument, None))
+                continue
+            images = image_files_in(path)
+        except LenetError as error:
+            inputs.append((argument, str(error)))
             continue
-        images = sorted(child for child in path.iterdir()
-                        if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS
-                        and not child.name.startswith("."))
+        except OSError as error:  # a folder that cannot be listed
+            inputs.append((argument, explain_os_error(Path(argument), error, "folder of images")))
+            continue
         if images:
             inputs.extend((str(image), None) for image in images)
         else:
@@ -176,7 +197,7 @@ def expand_inputs(arguments: Sequence[str]) -> list[tuple[str, str | None]]:
     return inputs
 
 
-def describe_prediction(prediction: Prediction, classes: Sequence[str]) -> str:
+def prediction_text(prediction: Prediction, classes: Sequence[str]) -> str:
     """One line: the digit and its probability (or "unsure"), then the top 3."""
     ranked = prediction.top(3)
     top = ", ".join(f"{classes[index]} {probability:.1%}" for index, probability in ranked)
@@ -227,8 +248,8 @@ def predict_files(args: argparse.Namespace) -> int:
             outcomes[index] = error
             continue
         try:
-            ready.append((index, preprocess(file, predictor.mean, predictor.std)))
-        except PreprocessError as failure:
+            ready.append((index, prepare(file, predictor)))
+        except LenetError as failure:
             outcomes[index] = str(failure)
     # Every image that could be read goes through the model in one batch.
     for (index, _), prediction in zip(ready, classify(predictor, [item for _, item in ready])):
@@ -241,7 +262,7 @@ def predict_files(args: argparse.Namespace) -> int:
             if isinstance(outcome, str):
                 print_error(outcome)
             else:
-                print(printable(f"{file}: {describe_prediction(outcome, predictor.classes)}"), flush=True)
+                print(printable(f"{file}: {prediction_text(outcome, predictor.classes)}"), flush=True)
     return 2 if any(isinstance(outcome, str) for outcome in outcomes.values()) else 0
 
 

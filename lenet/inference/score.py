@@ -10,6 +10,7 @@ input the model saw, to show whether the model or the preprocessing was at fault
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -22,20 +23,21 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
+from lenet.data import DIGITS
 from lenet.errors import LenetError
-from lenet.files import atomic_write
-from lenet.inference.predict import Prediction, Predictor, classify, load_announced
-from lenet.inference.preprocess import IMAGE_EXTENSIONS, PreprocessError, open_image, preprocess, to_grayscale
+from lenet.files import atomic_write, explain_os_error, require_regular_file
+from lenet.inference.images import image_files_in, png_bytes
+from lenet.inference.predict import Prediction, Predictor, classify, load_announced, prepare
+from lenet.inference.preprocess import IMAGE_EXTENSIONS, open_image, to_grayscale
 
 LABELS_FILE = "labels.json"
 SHEET = "misread.png"
-DIGITS = [str(digit) for digit in range(10)]
 TILE = 112  # px a side of each picture on the contact sheet (the 28x28 input at 4x)
 SHEET_COLUMNS = 4  # misread images per row of the sheet, each as a pair of pictures
 
 
 @dataclass
-class Scored:
+class ScoredImage:
     """One labelled image and the model's answer."""
 
     file: Path
@@ -49,10 +51,10 @@ class Scored:
 
 
 @dataclass
-class Score:
+class FolderScore:
     """Every labelled image's answer, and the images that could not be read."""
 
-    scored: list[Scored]
+    scored: list[ScoredImage]
     errors: list[tuple[Path, str]]  # (file, the one-sentence reason)
 
     @property
@@ -73,7 +75,7 @@ class Score:
         return self.correct / len(self.scored) if self.scored else 0.0
 
     @property
-    def misread(self) -> list[Scored]:
+    def misread(self) -> list[ScoredImage]:
         """Every image not read as its label (wrong or unsure), in file order."""
         return [item for item in self.scored if not item.correct]
 
@@ -91,22 +93,17 @@ class Score:
                 sorted(pairs.items(), key=lambda pair: (-pair[1], pair[0]))]
 
 
-def is_image(path: Path) -> bool:
-    """A visible file with an image extension."""
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
 def read_labels_file(folder: Path, labels: Path) -> list[tuple[Path, int]]:
     """(image path, digit) for each entry of a labels JSON object; LenetError naming what is wrong."""
+    hint = "pass --labels the JSON file of labels"
+    require_regular_file(labels, "labels file", hint)  # a FIFO would hang the read
     try:
         text = labels.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LenetError(f"{labels} does not exist: pass --labels the JSON file of labels.") from None
-    except IsADirectoryError:
-        raise LenetError(f"{labels} is a folder, not a labels file: pass --labels the JSON file.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise LenetError(f"{labels} cannot be read ({getattr(error, 'strerror', None) or error}): "
-                         "check the file.") from None
+    except OSError as error:
+        raise LenetError(explain_os_error(labels, error, "labels file", hint)) from None
+    except UnicodeDecodeError as error:
+        raise LenetError(f"{labels} is not UTF-8 text ({error.reason} at byte {error.start}): save it as "
+                         "UTF-8 JSON.") from None
     try:
         entries = json.loads(text)
     except json.JSONDecodeError as error:
@@ -132,7 +129,7 @@ def read_digit_folders(folder: Path) -> list[tuple[Path, int]]:
     for digit in range(10):
         subfolder = folder / str(digit)
         if subfolder.is_dir():
-            items.extend((path, digit) for path in sorted(subfolder.iterdir()) if is_image(path))
+            items.extend((path, digit) for path in image_files_in(subfolder))
     return items
 
 
@@ -140,8 +137,21 @@ def labelled_images(folder: str | os.PathLike, labels: str | os.PathLike | None 
     """The labelled images of `folder`: from `labels` (default: folder/labels.json if it exists), else
     from its digit-named subfolders; LenetError if the folder or the labels are unusable or hold no images."""
     folder = Path(folder)
-    if not folder.exists():
-        raise LenetError(f"{folder} does not exist: pass the folder of labelled images.")
+    try:
+        folder.stat()
+    except FileNotFoundError:
+        raise LenetError(f"{folder} does not exist: pass the folder of labelled images.") from None
+    except OSError as error:  # a name too long, a path through a file, a denied folder, an I/O error
+        raise LenetError(explain_os_error(folder, error, "folder of labelled images")) from None
+    try:
+        return find_labelled_images(folder, labels)
+    except OSError as error:  # a subfolder that cannot be listed, an I/O error
+        where = Path(error.filename) if error.filename else folder
+        raise LenetError(explain_os_error(where, error, "folder of labelled images")) from None
+
+
+def find_labelled_images(folder: Path, labels: str | os.PathLike | None) -> list[tuple[Path, int]]:
+    """`labelled_images` of a folder that exists."""
     if not folder.is_dir():
         raise LenetError(f"{folder} is not a folder: pass the folder of labelled images.")
     if labels is None and (folder / LABELS_FILE).is_file():
@@ -160,21 +170,21 @@ def labelled_images(folder: str | os.PathLike, labels: str | os.PathLike | None 
     return items
 
 
-def score(predictor: Predictor, items: Sequence[tuple[Path, int]]) -> Score:
+def score(predictor: Predictor, items: Sequence[tuple[Path, int]]) -> FolderScore:
     """Predict every labelled image (one batch); an unreadable image becomes an error, not a crash."""
     ready, errors = [], []
     for path, label in items:
         try:
-            ready.append((path, label, preprocess(path, predictor.mean, predictor.std)))
-        except PreprocessError as error:
+            ready.append((path, label, prepare(path, predictor)))
+        except LenetError as error:
             errors.append((path, str(error)))
     predictions = classify(predictor, [item for _, _, item in ready])
-    scored = [Scored(file=path, label=label, prediction=prediction)
+    scored = [ScoredImage(file=path, label=label, prediction=prediction)
               for (path, label, _), prediction in zip(ready, predictions)]
-    return Score(scored=scored, errors=errors)
+    return FolderScore(scored=scored, errors=errors)
 
 
-def answer_text(item: Scored, classes: Sequence[str]) -> str:
+def answer_text(item: ScoredImage, classes: Sequence[str]) -> str:
     """'9 read as 8 (71%)' or '9: unsure (best guess 8, 45%)'."""
     best, probability = item.prediction.top(1)[0]
     if item.prediction.unsure:
@@ -195,7 +205,7 @@ def thumbnail(path: Path) -> Image.Image:
     return tile
 
 
-def contact_sheet(misread: Sequence[Scored], classes: Sequence[str]) -> Image.Image:
+def contact_sheet(misread: Sequence[ScoredImage], classes: Sequence[str]) -> Image.Image:
     """Each misread image beside the 28x28 input the model saw (at 4x), captioned with its file and answer."""
     font = ImageFont.load_default()
     caption = 30  # px of text under each pair
@@ -216,13 +226,37 @@ def contact_sheet(misread: Sequence[Scored], classes: Sequence[str]) -> Image.Im
     return sheet
 
 
-def write_sheet(path: str | os.PathLike, misread: Sequence[Scored], classes: Sequence[str]) -> Path:
-    """Draw the contact sheet and write it as a PNG, atomically."""
-    sheet = contact_sheet(misread, classes)
-    return atomic_write(path, lambda file: sheet.save(file, format="PNG"))
+def write_sheet(path: str | os.PathLike, misread: Sequence[ScoredImage], classes: Sequence[str]) -> Path:
+    """Draw the contact sheet and write it as a PNG, atomically; LenetError naming --sheet if it cannot be written."""
+    png = png_bytes(contact_sheet(misread, classes))
+    try:
+        return atomic_write(path, lambda file: file.write(png))
+    except OSError as error:
+        raise LenetError(cannot_write_sheet(Path(path), error)) from None
 
 
-def report(result: Score, classes: Sequence[str]) -> list[str]:
+def check_sheet_path(path: Path) -> None:
+    """LenetError now, before any image is read, if the OS already refuses `path` for the contact sheet."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass  # as it should be: written later, its folders made
+    except OSError as error:
+        raise LenetError(cannot_write_sheet(path, error)) from None
+
+
+def cannot_write_sheet(path: Path, error: OSError) -> str:
+    """Why the contact sheet cannot be written at `path`, and what to do, in one sentence."""
+    if isinstance(error, (FileExistsError, NotADirectoryError)):  # mkdir or open met a file where a folder goes
+        reason = "part of its folder path is a file, not a folder"
+    elif error.errno == errno.ENAMETOOLONG:
+        reason = "its name is longer than the file system allows"
+    else:
+        reason = error.strerror or str(error)
+    return f"cannot write the contact sheet {path}: {reason}; choose another --sheet path, or pass --no-sheet."
+
+
+def report_lines(result: FolderScore, classes: Sequence[str]) -> list[str]:
     """The score as lines of text: accuracy, per digit, confusion pairs, and each misread image."""
     total = len(result.scored)
     lines = [f"accuracy {result.accuracy:.1%} ({result.correct}/{total}): {result.wrong} wrong, "
@@ -236,7 +270,7 @@ def report(result: Score, classes: Sequence[str]) -> list[str]:
     return lines
 
 
-def as_json(result: Score, classes: Sequence[str], sheet: Path | None) -> dict:
+def report_json(result: FolderScore, classes: Sequence[str], sheet: Path | None) -> dict:
     """The --json object: the same facts as the text report, plus every error."""
     return {
         "total": len(result.scored), "correct": result.correct, "wrong": result.wrong, "unsure": result.unsure,
@@ -284,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def score_folder(args: argparse.Namespace) -> int:
     """Score the folder the arguments name and print the report (or JSON); write the contact sheet."""
     items = labelled_images(args.folder, args.labels)  # before the model: a bad folder fails fast
+    if not args.no_sheet:
+        check_sheet_path(Path(args.sheet))
     predictor = load_announced(args)
     result = score(predictor, items)
     for path, message in result.errors:
@@ -294,9 +330,9 @@ def score_folder(args: argparse.Namespace) -> int:
     if result.misread and not args.no_sheet:
         sheet = write_sheet(args.sheet, result.misread, predictor.classes)
     if args.json:
-        print(json.dumps(as_json(result, predictor.classes, sheet), indent=2))
+        print(json.dumps(report_json(result, predictor.classes, sheet), indent=2))
     else:
-        for line in report(result, predictor.classes):
+        for line in report_lines(result, predictor.classes):
             print(line)
         if sheet is not None:
             print(printable(f"contact sheet of the {len(result.misread)} misread images: {sheet}"))
