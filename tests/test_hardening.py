@@ -20,6 +20,8 @@ from lenet.checkpoint import load_checkpoint, save_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError
 from lenet.inference.predict import load_model
+from lenet.inference.predict import main as predict_main
+from lenet.inference.score import main as score_main
 from lenet.cli.train import main as train_main
 from lenet.train import Interrupted, fit
 
@@ -103,6 +105,70 @@ def test_a_file_name_that_is_not_utf8_is_printed_and_kept_in_valid_json(tiny_che
     assert as_json.returncode == 0
     results = json.loads(as_json.stdout.decode("utf-8"))  # strict: lone surrogates would fail here
     assert [Path(r["file"]).name for r in results] == ["a.png", "caf\\xe9.png"]
+
+
+# 8b. Paths the OS refuses (a name longer than the file system allows, a path through a file) are one error line
+# each, naming the path; lenet-predict and lenet-score still answer for every other input, and exit 2.
+REFUSED_PATHS = {
+    "a name too long": ("x" * 300, "has a name longer than the file system allows: rename it or use a shorter path."),
+    "a path through a file": ("good.png/x", "is not a path to a file (a part of it is a file, not a folder): "
+                                            "check the path."),
+}
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+@pytest.mark.parametrize("kind", REFUSED_PATHS)
+def test_predict_names_a_path_the_os_refuses_and_predicts_the_other_images(kind, tiny_checkpoint, tmp_path, capsys):
+    name, reason = REFUSED_PATHS[kind]
+    good, bad = drawn_seven(tmp_path / "good.png"), tmp_path / f"{name}.png"
+    assert predict_main([str(good), str(bad), "--checkpoint", str(tiny_checkpoint)]) == 2
+    out, err = capsys.readouterr()
+    assert error_lines(err) == [f"error: {bad} {reason}"]
+    assert len(out.splitlines()) == 1 and out.startswith(f"{good}: ")
+    checkpoint, runs_dir = tmp_path / f"{name}.pt", tmp_path / name
+    assert predict_main([str(good), "--checkpoint", str(checkpoint)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and error_lines(err) == [f"error: {checkpoint} {reason}"]
+    assert predict_main([str(good), "--runs-dir", str(runs_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(error_lines(err)) == 1 and str(runs_dir) in err
+
+
+@pytest.mark.parametrize("kind", REFUSED_PATHS)
+def test_score_names_a_path_the_os_refuses_and_scores_the_other_images(kind, tiny_checkpoint, tmp_path, capsys):
+    name, reason = REFUSED_PATHS[kind]
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    drawn_seven(folder / "good.png")
+    (folder / "labels.json").write_text(json.dumps({"good.png": 7, f"{name}.png": 1}))
+    assert score_main([str(folder), "--checkpoint", str(tiny_checkpoint), "--no-sheet"]) == 2
+    out, err = capsys.readouterr()
+    assert error_lines(err) == [f"error: {folder / name}.png {reason}"]
+    assert "/1): " in out.splitlines()[0]  # "accuracy 100.0% (1/1): ..." over the one good image
+    for flag, path in (("DIR", folder / name), ("--labels", folder / f"{name}.json"),
+                       ("--sheet", folder / f"{name}.png")):
+        arguments = [str(path)] if flag == "DIR" else [str(folder), flag, str(path)]
+        assert score_main([*arguments, "--checkpoint", str(tiny_checkpoint)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(error_lines(err)) == 1 and str(path) in err
+
+
+@pytest.mark.parametrize("kind", REFUSED_PATHS)
+def test_export_names_a_checkpoint_or_output_path_the_os_refuses(kind, tiny_checkpoint, tmp_path, capsys):
+    name, reason = REFUSED_PATHS[kind]
+    drawn_seven(tmp_path / "good.png")
+    bad_checkpoint = tmp_path / f"{name}.pt"
+    assert export_module.main([str(bad_checkpoint), "--format", "torchscript", "-o", str(tmp_path / "model.pt")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and error_lines(err) == [f"error: {bad_checkpoint} {reason}"]
+    bad_output = tmp_path / f"{name}.pt"
+    assert export_module.main([str(tiny_checkpoint), "--format", "torchscript", "-o", str(bad_output)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(error_lines(err)) == 1 and str(bad_output) in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["good.png"]  # nothing written
 
 
 # 9. A loss that blows up stops training with one line naming the step and a lower --lr.
