@@ -17,7 +17,6 @@ import argparse
 import collections
 import contextlib
 import http.client
-import io
 import json
 import itertools
 import os
@@ -33,6 +32,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from PIL import Image, ImageDraw, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from lenet.inference.images import png_bytes  # noqa: E402
 
 
 @dataclass
@@ -63,13 +65,6 @@ class LoadResult:
                 f"{self.requests / self.seconds:.0f} requests/s, latency p50 {self.percentile(50):.1f} ms, "
                 f"p99 {self.percentile(99):.1f} ms, mean {statistics.fmean(self.latencies_ms):.1f} ms, "
                 f"{self.busy} busy (503), {len(self.errors)} errors")
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """`image` encoded as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def mnist_digit_pngs(count: int, data_dir: str | os.PathLike | None = None, side: int = 112) -> list[tuple[bytes, int]]:

@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 from benchmarks import load_test  # noqa: E402
+from lenet.inference.images import png_bytes  # noqa: E402
 
 MEMORY_TARGET_MB = 1536
 DISCONNECT_TARGET_S = 30
@@ -64,7 +65,7 @@ def digit_png(side: int, mode: str = "RGBA") -> bytes:
     image = Image.new(mode, (side, side), background)
     ImageDraw.Draw(image).line([(side // 2, side // 6), (side // 2, 5 * side // 6)], fill="black",
                                width=max(4, side // 25))
-    return load_test.png_bytes(image)
+    return png_bytes(image)
 
 
 def post(url: str, body: bytes, timeout: float = 120) -> int:

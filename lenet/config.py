@@ -170,7 +170,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise LenetError(f"{item!r}: {name} must be {'an integer' if kind is int else 'a number'}.") from None
 
 
-def build_parser(prog: str = "lenet-train", description: str | None = None) -> argparse.ArgumentParser:
+def train_parser(prog: str = "lenet-train", description: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one dashed flag per Config field; each help text states its default."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
@@ -202,5 +202,5 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:
     """Parse command-line flags into a Config (exits with a clear message on bad input)."""
-    parser = build_parser()
+    parser = train_parser()
     return config_from_args(parser.parse_args(argv), parser)

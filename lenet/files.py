@@ -84,7 +84,7 @@ def explain_os_error(path: Path, error: OSError, what: str = "file", hint: str =
     """One sentence for an OS error about `path`: what went wrong and what to do."""
     reasons = {
         errno.ENAMETOOLONG: "has a name longer than the file system allows: rename it or use a shorter path",
-        errno.EACCES: "cannot be read (permission denied): check its permissions",
+        errno.EACCES: "cannot be used (permission denied): check its permissions",
         errno.EPERM: "cannot be used (operation not permitted): check its permissions",
         errno.ENOTDIR: "is not a path to a file (a part of it is a file, not a folder): check the path",
         errno.ELOOP: f"is a symbolic link loop: point it at a real {what}",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from lenet.errors import LenetError
-from lenet.files import checked_path
+from lenet.files import checked_path, explain_os_error
 
 if TYPE_CHECKING:
     from lenet.config import Config
@@ -148,11 +148,17 @@ def default_checkpoint(runs_dir: str | os.PathLike = RUNS_DIR) -> Path:
     if runs_dir.exists() and not runs_dir.is_dir():
         raise LenetError(f"--runs-dir {runs_dir} is a file, not a folder: pass the folder that holds the runs.")
     completed = []
-    if runs_dir.is_dir():
-        for run in runs_dir.iterdir():
-            best, metrics = checkpoint_path(run, BEST), run / METRICS
+    try:
+        folders = list(runs_dir.iterdir()) if runs_dir.is_dir() else []
+    except OSError as error:
+        raise LenetError(explain_os_error(runs_dir, error, "runs folder")) from None
+    for run in folders:
+        best, metrics = checkpoint_path(run, BEST), run / METRICS
+        try:
             if run.name != NOTEBOOK_RUNS and best.is_file() and metrics.is_file():
                 completed.append((metrics.stat().st_mtime, run.name, best))
+        except OSError:  # a run folder this user may not read is not a model it can use
+            continue
     if not completed:
         raise LenetError(f"no completed training run in {runs_dir.as_posix().rstrip('/')}/: train one with "
                          "`make train` (or lenet-train), or pass --checkpoint.")

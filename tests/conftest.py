@@ -6,9 +6,11 @@ import struct
 from pathlib import Path
 
 import pytest
+
+import lenet  # noqa: F401, I001 -- first: it sets OpenMP's passive wait before torch loads, so the suite shares the cores
 import torch
 
-from helpers import CHROMIUM, CHROMIUM_ARGS, real_mnist_dir, synthetic_digits  # noqa: F401  (tests: import from helpers)
+from helpers import real_mnist_dir, synthetic_digits
 from lenet.config import Config
 
 
@@ -63,3 +65,12 @@ def mnist_checkpoint(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("mnist-runs")
     fit(Config(data_dir=str(root), epochs=3, runs_dir=str(runs), run_name="mnist", device="cpu"), verbose=False)
     return runs / "mnist" / "checkpoints" / "best.pt"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the real-MNIST model (`mnist_checkpoint` trains one, about a minute) is in the slow and
+    real_mnist tiers, wherever it is; the other tiers are marked where the tests are written."""
+    for item in items:
+        if "mnist_checkpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_mnist)
+            item.add_marker(pytest.mark.slow)

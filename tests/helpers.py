@@ -14,7 +14,8 @@ from typing import Callable, Sequence, TypeVar
 import torch
 from PIL import Image, ImageDraw
 
-from benchmarks.load_test import free_port, png_bytes  # noqa: F401  (one copy, shared with the benchmarks)
+from benchmarks.load_test import free_port  # noqa: F401  (one copy, shared with the benchmarks)
+from lenet.inference.images import png_bytes  # noqa: F401
 from lenet.callbacks import Callback
 
 T = TypeVar("T")

@@ -54,7 +54,7 @@ def test_training_stores_the_temperature_and_predictions_use_it(tiny_checkpoint,
     calibrated, = predict(predictor, image.numpy())
     older = save_checkpoint({k: v for k, v in checkpoint.items() if k != "temperature"}, tmp_path / "older.pt")
     uncalibrated_predictor = load_model(older)  # a checkpoint from before calibration loads with none
-    assert uncalibrated_predictor.temperature == 1.0 and "uncalibrated" in uncalibrated_predictor.describe()
+    assert uncalibrated_predictor.temperature == 1.0 and "uncalibrated" in uncalibrated_predictor.summary()
     uncalibrated, = predict(uncalibrated_predictor, image.numpy())
     logits = uncalibrated_predictor.network(calibrated_input(predictor, image))
     expected = (logits / predictor.temperature).softmax(1)[0].tolist()

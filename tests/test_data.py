@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision import datasets
 
-from conftest import make_dataset
+from conftest import make_dataset  # the fixtures' dataset writer
 from lenet.data import (Augmentation, TensorBatches, affine_grid, augment, dilate, load_splits,
                         load_torchvision_dataset, random_shift, resolve_data_dir, split_indices)
 from lenet.errors import LenetError

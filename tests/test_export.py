@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import real_mnist_dir, synthetic_digits
+from helpers import real_mnist_dir, synthetic_digits
 from lenet.checkpoint import load_checkpoint, model_from_checkpoint
 from lenet.errors import LenetError
 from lenet.apps.export import export, main

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_dataset
+from conftest import make_dataset  # the fixtures' dataset writer
 from helpers import StopAfter, drawn_seven
 from lenet.apps import export as export_module
 from lenet.checkpoint import load_checkpoint, save_checkpoint

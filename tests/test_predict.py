@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from conftest import real_mnist_dir
-from helpers import drawn_seven, huge_png
+from helpers import drawn_seven, huge_png, real_mnist_dir
 from lenet.checkpoint import save_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from conftest import make_dataset, real_mnist_dir
-from helpers import StopAfter
+from conftest import make_dataset  # the fixtures' dataset writer
+from helpers import StopAfter, real_mnist_dir
 from lenet.callbacks import EarlyStopping
 from lenet.checkpoint import load_checkpoint
 from lenet.config import Config

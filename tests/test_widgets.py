@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import real_mnist_dir
+from helpers import real_mnist_dir
 from lenet.errors import LenetError
 from lenet.inference.images import png_bytes
 from lenet.inference.predict import load_model, predict

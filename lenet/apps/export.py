@@ -117,7 +117,7 @@ def suffix(format: str) -> str:
     return "onnx" if format == "onnx" else "pt"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def export_parser() -> argparse.ArgumentParser:
     """The `lenet-export` command line; every help text states its default."""
     parser = command_parser(
         "lenet-export",
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-export` / `python -m lenet.apps.export`: 0 on success, 2 on a user error."""
-    return run_parsed(build_parser(), export_file, argv)
+    return run_parsed(export_parser(), export_file, argv)
 
 
 def export_file(args: argparse.Namespace) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import copy
 import ctypes
@@ -35,13 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
 from lenet.apps import STATIC
 from lenet.cli import add_model_arguments, command_parser, printable, run_command
 from lenet.errors import LenetError
+from lenet.inference.images import png_data_url
 from lenet.inference.predict import Prediction, Predictor, as_json, load_model, predict
 from lenet.inference.preprocess import IMAGE_FORMATS, PreprocessError, to_grayscale
 
@@ -111,13 +110,6 @@ class ServerSettings:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise LenetError(f"--allow-origin {origin} is not a web origin: pass one like "
                                  "https://example.org or http://localhost:3000, or *.")
-
-
-def png_data_url(image: np.ndarray) -> str:
-    """A (28, 28) float image in [0, 1] as a data:image/png;base64 URL, for an <img> to show."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def prediction_answer(predictor: Predictor, image: bytes, file: str | None, pixels: int) -> dict[str, Any]:
@@ -366,7 +358,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
     @app.get("/health")
     async def health() -> dict[str, str]:
         # What was loaded, not whether its file is still there: the model lives in memory.
-        return {"status": "ok", "model": predictor.describe(), "loaded_at": predictor.loaded_at}
+        return {"status": "ok", "model": predictor.summary(), "loaded_at": predictor.loaded_at}
 
     @app.post("/predict")
     async def predict_digit(request: Request) -> dict[str, Any]:
@@ -523,7 +515,7 @@ def serve(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     host, port = server_socket.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
-    print(f"serving {predictor.describe()} at http://{url_host}:{port}/ (Ctrl+C to stop)", flush=True)
+    print(f"serving {predictor.summary()} at http://{url_host}:{port}/ (Ctrl+C to stop)", flush=True)
     try:
         uvicorn.Server(server_config(app, settings, access_log=not args.quiet)).run(sockets=[server_socket])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down gracefully

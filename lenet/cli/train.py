@@ -6,14 +6,14 @@ import sys
 from typing import Sequence
 
 from lenet.cli import print_error, run_command
-from lenet.config import RESUMABLE, Config, build_parser, config_from_args, flag, typed_fields
+from lenet.config import RESUMABLE, Config, train_parser, config_from_args, flag, typed_fields
 from lenet.lr_finder import find_lr
 from lenet.train import Interrupted, fit
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-train` / `python -m lenet.cli.train`."""
-    parser = build_parser("lenet-train", description="Train LeNet-5 on MNIST.")
+    parser = train_parser("lenet-train", description="Train LeNet-5 on MNIST.")
     parser.add_argument("--resume", metavar="RUN", default=None,
                         help="continue a run folder from its last.pt (or from a checkpoint file of it, such as "
                              f"checkpoints/epoch_03.pt); only {', '.join(flag(n) for n in RESUMABLE)} may be "

@@ -61,8 +61,6 @@ class Predictor:
             facts.append("uncalibrated")
         return printable(f"{name} ({', '.join(facts)})" if facts else name)
 
-    describe = summary  # the old name: delete once lenet/apps/serve.py, notebook 06 and test_calibration.py say summary
-
 
 @dataclass
 class Prediction:
@@ -217,7 +215,7 @@ def as_json(file: str | None, outcome: Prediction | str) -> dict:
             "probabilities": [round(p, 6) for p in outcome.probabilities], "error": None}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def predict_parser() -> argparse.ArgumentParser:
     """The `lenet-predict` command line; every help text states its default."""
     parser = command_parser(
         "lenet-predict",
@@ -234,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-predict` / `python -m lenet.inference.predict`: 0 if every input was predicted, else 2."""
-    return run_parsed(build_parser(), predict_files, argv)
+    return run_parsed(predict_parser(), predict_files, argv)
 
 
 def predict_files(args: argparse.Namespace) -> int:

@@ -136,7 +136,7 @@ def check_size(size: tuple[int, int], name: str) -> None:
         raise PreprocessError(f"{name} has no pixels ({width}x{height}): pass an image of a digit.")
 
 
-def describe(source: ImageLike) -> str:
+def source_name(source: ImageLike) -> str:
     """How error messages name an image: its path, or 'the image'."""
     return str(source) if isinstance(source, (str, os.PathLike)) else "the image"
 
@@ -520,7 +520,7 @@ def preprocess_steps(image: ImageLike) -> dict[str, Image.Image | np.ndarray]:
     "raw" is the image as opened (a PIL image, or the array given); the others are float32 arrays in
     [0, 1]: "grayscale" as the image looks (at most WORK_SIZE px a side), the rest white ink on black.
     """
-    name = describe(image)
+    name = source_name(image)
     raw = image if isinstance(image, (np.ndarray, torch.Tensor)) else open_image(image)
     gray, shrink = shrink_to_working_size(to_grayscale(raw, name), name)
     ink = ink_on_black(gray, name, shrink)

@@ -287,7 +287,7 @@ def report_json(result: FolderScore, classes: Sequence[str], sheet: Path | None)
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def score_parser() -> argparse.ArgumentParser:
     """The `lenet-score` command line; every help text states its default."""
     parser = command_parser(
         "lenet-score",
@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenet-score` / `python -m lenet.inference.score`: 0 if every image was scored, else 2."""
-    return run_parsed(build_parser(), score_folder, argv)
+    return run_parsed(score_parser(), score_folder, argv)
 
 
 def score_folder(args: argparse.Namespace) -> int:
