@@ -6,6 +6,9 @@ ARGS ?=
 # Where pip gets torch and torchvision first, e.g. https://download.pytorch.org/whl/cpu for the CPU-only
 # wheels (a few hundred MB instead of several GB of CUDA libraries); empty: PyPI's default build.
 TORCH_INDEX ?=
+# Two torch processes at once (a notebook beside `make train`, the tests beside anything) share the cores instead of
+# spinning for them; `import lenet` sets the same, this also covers a kernel that imports torch first.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install train test test-fast test-package test-notebooks notebooks lab tensorboard serve benchmark benchmark-smoke clean
 
