@@ -32,3 +32,12 @@ def test_a_badly_typed_value_is_one_line():
                             text=True)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == ["error: 'epochs=four': epochs must be an integer."]
+
+
+@pytest.mark.slow
+def test_the_detector_benchmark_names_a_missing_labels_file_in_one_line(tiny_checkpoint, tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "not_a_digit.py"), "--checkpoint", str(tiny_checkpoint),
+                             "--non-digits", str(tmp_path), "--digits", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'labels.json'} does not exist: pass a folder "
+                                                  "with a labels.json."]
