@@ -1,5 +1,5 @@
-"""In a real browser: JupyterLab runs the draw-and-predict notebook, the mouse draws digits on the pad, the
-pad reads them; and a pad made with `save_dir` saves a drawing under the digit button clicked.
+"""In a real browser: JupyterLab runs the your-own-digits notebook up to its pad, the mouse draws digits on the
+pad, the pad reads them; and a pad made with `save_dir` saves a drawing under the digit button clicked.
 
 Needs Playwright for Python and a Chromium on PATH (Debian: `apt-get install chromium`); Playwright's own
 browser download is not used. Skips without them or without the real MNIST files. Leaves a screenshot in
@@ -21,13 +21,12 @@ from typing import Iterator
 
 import pytest
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, real_mnist_dir
-from helpers import draw_on_canvas, free_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, free_port, real_mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 # The notebook that ends with the pad, found by name so that renumbering the notebooks does not break the test.
-NOTEBOOK = min((path.name for path in (ROOT / "notebooks").glob("[0-9]*_draw_and_predict.ipynb")),
-               default="NN_draw_and_predict.ipynb")
+NOTEBOOK = min((path.name for path in (ROOT / "notebooks").glob("[0-9]*_your_own_digits.ipynb")),
+               default="NN_your_own_digits.ipynb")
 SCREENSHOT = ROOT / "artifacts" / "digit_pad.png"
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
@@ -52,13 +51,16 @@ def wait_for_server(url: str, server: subprocess.Popen, timeout: float = 60) -> 
 
 @pytest.fixture
 def lab_root(tmp_path, mnist_checkpoint) -> Path:
-    """A throwaway copy of the draw-and-predict notebook with a trained run in ../runs, where the notebook looks."""
+    """A throwaway copy of the your-own-digits notebook with a trained run in ../runs, where the notebook looks."""
     root = tmp_path / "lab"
     (root / "notebooks").mkdir(parents=True)
-    # The notebook up to its pad: the cells after it train models for a lesson, which the pad need not wait for.
+    # The notebook's cells up to the one that loads the model, then its pad: the lesson between them writes and
+    # reads hundreds of image files, which the pad need not wait for.
     notebook = json.loads((ROOT / "notebooks" / NOTEBOOK).read_text(encoding="utf-8"))
-    pad = next(i for i, cell in enumerate(notebook["cells"]) if "DigitPad(" in "".join(cell["source"]))
-    notebook["cells"] = notebook["cells"][:pad + 1]
+    sources = ["".join(cell["source"]) for cell in notebook["cells"]]
+    model = next(i for i, source in enumerate(sources) if "load_model(" in source)
+    pad = next(i for i, source in enumerate(sources) if "DigitPad(" in source and i > model)
+    notebook["cells"] = notebook["cells"][:model + 1] + [notebook["cells"][pad]]
     (root / "notebooks" / NOTEBOOK).write_text(json.dumps(notebook), encoding="utf-8")
     shutil.copytree(mnist_checkpoint.parents[1], root / "runs" / mnist_checkpoint.parents[1].name)
     return root

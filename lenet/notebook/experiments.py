@@ -3,9 +3,10 @@ machine they run on), a config without augmentation, the bookkeeping of experime
 (per-epoch arrays, the first epoch that reaches a target, a summary table), the confusion matrix, and
 the package's own source shown with its line numbers.
 
-Nothing here trains; the notebooks call `lenet.train.fit` themselves and hand its results to these
-functions. A result is what `fit` returns (the contents of metrics.json): a dict with `history`, one
-record per epoch, and `test_accuracy`.
+The notebooks call `lenet.train.fit` themselves and hand its results to these functions. A result is what
+`fit` returns (the contents of metrics.json): a dict with `history`, one record per epoch, and
+`test_accuracy`. The one thing here that trains is `train_briefly`, the exercises' run of a few hundred
+steps: seconds, no run folder.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from lenet.runs import NOTEBOOK_RUNS, RUNS_DIR
 from lenet.config import Config
+from lenet.runs import NOTEBOOK_RUNS, RUNS_DIR
 
 QUICK_VARIABLE = "LENET_QUICK"  # LENET_QUICK=1 shrinks the training in every notebook (CI, nbval)
 
@@ -53,9 +54,25 @@ def notebook_settings(root: str | os.PathLike = "..") -> NotebookSettings:
         machine=machine_description(),
     )
     mode = f"quick mode ({QUICK_VARIABLE}=1)" if settings.quick else "full mode"
-    print(f"{mode}; data from {settings.data_dir}; runs written to {settings.runs_dir}\n"
+    print(f"{mode}; data from {shown_data_dir(settings.data_dir, root)}; runs written to {settings.runs_dir}\n"
           f"machine: {settings.machine}")
     return settings
+
+
+def shown_data_dir(data_dir: str | os.PathLike, root: str | os.PathLike = "..") -> str:
+    """The data folder as a notebook prints it, never as an absolute path (that would name one machine's folders).
+
+    A folder inside the repository `root` is shown relative to the working directory, as the runs folder is
+    (../data); one outside it is shown as $LENET_DATA_DIR when that is where it came from, else by its name.
+    """
+    data_dir, root = Path(data_dir), Path(root).resolve()
+    if not data_dir.is_absolute():
+        return str(data_dir)
+    if data_dir.resolve().is_relative_to(root):
+        return os.path.relpath(data_dir.resolve())
+    if os.environ.get("LENET_DATA_DIR") and Path(os.environ["LENET_DATA_DIR"]) == data_dir:
+        return "$LENET_DATA_DIR"
+    return f".../{data_dir.name}"
 
 
 def machine_description() -> str:
@@ -173,3 +190,22 @@ def show_source(function: Callable, containing: Sequence[str] = ()) -> str:
     shown = [f"{module}:{number:<{width}}  {line.rstrip()}" for number, line in enumerate(lines, start=first)
              if not containing or any(word in line for word in containing)]
     return "\n".join(shown)
+
+
+def train_briefly(config: Config, images: int = 25_600) -> dict[str, float]:
+    """Train `config` on its first `images` training images, once, and validate: seconds instead of minutes.
+
+    The same model, optimizer, schedule (one cycle over these steps), augmentation and loop as `fit`
+    (`lenet.train.prepare` and `train_one_epoch`), without a run folder, checkpoints or logs. Returns the
+    training loss and accuracy over the pass, the validation loss and accuracy after it, and the steps taken.
+    """
+    from lenet.train import build_scheduler, evaluate, prepare, train_one_epoch
+
+    _, splits, model, optimizer = prepare(config)
+    train = dataclasses.replace(splits.train, images=splits.train.images[:images],
+                                labels=splits.train.labels[:images], epoch=1)
+    scheduler = build_scheduler(config, optimizer, len(train), 1)
+    train_loss, train_accuracy = train_one_epoch(model, train, optimizer, scheduler)
+    val_loss, val_accuracy = evaluate(model, splits.val)
+    return {"train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": val_loss,
+            "val_accuracy": val_accuracy, "steps": len(train)}

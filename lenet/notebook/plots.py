@@ -1,5 +1,6 @@
 """The plots the notebooks share: image grids, curves over several seeds, training histories,
-confusion matrices and TensorBoard-style histogram ridges.
+confusion matrices, TensorBoard-style histogram ridges, the network's architecture drawn from the model
+itself, and one digit under the training augmentation.
 
 Every function draws with matplotlib and returns the Figure or Axes it drew on, so a notebook can add
 to it and a test can count what is on it. Nothing here trains or changes a run.
@@ -8,6 +9,8 @@ to it and a test can count what is on it. Nothing here trains or changes a run.
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -15,8 +18,11 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, Rectangle
 from matplotlib.ticker import MaxNLocator
+from torch import nn
 
+from lenet.data import Augmentation, augment
 from lenet.notebook.experiments import per_epoch
 from lenet.notebook.logs import Histogram
 
@@ -146,3 +152,160 @@ def plot_histogram_ridge(histograms: Sequence[Histogram], ax: Axes | None = None
     ax.set_yticks([])
     ax.set_xlabel("value")
     return ax
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a network's forward pass: what it does, the shape it outputs, and its parameters."""
+
+    name: str  # the module's attribute name (conv1) or the function called (max_pool2d)
+    operation: str  # in words: "5×5 conv, 6 filters, pad 2", "max-pool 2×2", "ReLU"
+    shape: tuple[int, ...]  # the output's shape without the batch dimension
+    parameters: int
+
+
+def forward_steps(model: nn.Module, input_shape: Sequence[int] = (1, 1, 28, 28)) -> list[Step]:
+    """Every step of `model`'s forward pass, measured by running a dummy input of `input_shape` through it.
+
+    torch.fx records each call as the input flows, the functions too (LeNet5 calls F.max_pool2d and F.relu,
+    which forward hooks on modules never see), so the shapes and counts come from the model, never from a table.
+    """
+    from torch.fx import symbolic_trace
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    traced = symbolic_trace(model)
+    with torch.no_grad():
+        ShapeProp(traced).propagate(torch.zeros(*input_shape))
+    steps = []
+    for node in traced.graph.nodes:
+        if node.op not in ("call_module", "call_function", "call_method"):
+            continue
+        shape = tuple(node.meta["tensor_meta"].shape[1:])
+        if node.op == "call_module":
+            module = traced.get_submodule(node.target)
+            parameters = sum(p.numel() for p in module.parameters())
+            steps.append(Step(node.target, describe_module(module), shape, parameters))
+        else:
+            function = re.sub(r"_\d+$", "", node.name)
+            size = node.args[1] if function.startswith("max_pool") and len(node.args) > 1 else None
+            steps.append(Step(function, describe_function(function, size), shape, 0))
+    return steps
+
+
+def describe_module(module: nn.Module) -> str:
+    """A layer in a few words: "5×5 conv, 6 filters, pad 2", "fully connected 400→120", "ReLU"."""
+    if isinstance(module, nn.Conv2d):
+        height, width = module.kernel_size
+        padding = f", pad {module.padding[0]}" if any(module.padding) else ""
+        return f"{height}×{width} conv, {module.out_channels} filters{padding}"
+    if isinstance(module, nn.Linear):
+        return f"fully connected {module.in_features}→{module.out_features}"
+    if isinstance(module, nn.MaxPool2d):
+        return describe_function("max_pool2d", module.kernel_size)
+    return describe_function(type(module).__name__.lower(), None)
+
+
+def describe_function(name: str, size: Any) -> str:
+    """A parameter-free step in a few words."""
+    if name.startswith("max_pool"):
+        return f"max-pool {size}×{size}" if isinstance(size, int) else "max-pool"
+    return {"relu": "ReLU", "flatten": "flatten"}.get(name, name)
+
+
+def architecture_stages(steps: Sequence[Step]) -> list[Step]:
+    """The steps grouped as the figure draws them: a ReLU joins the step before it (it changes no shape)."""
+    stages: list[Step] = []
+    for step in steps:
+        if step.operation == "ReLU" and stages:
+            last = stages[-1]
+            stages[-1] = Step(last.name, f"{last.operation} + ReLU", last.shape, last.parameters)
+        else:
+            stages.append(step)
+    return stages
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """(6, 28, 28) -> "6×28×28"."""
+    return "×".join(str(size) for size in shape)
+
+
+def plot_architecture(model: nn.Module, input_shape: Sequence[int] = (1, 1, 28, 28),
+                      title: str | None = None) -> Figure:
+    """The network as the data flows through it: each tensor drawn to scale and labelled with its shape, each arrow
+    with the layer that makes the next tensor and its parameter count; every number comes from `forward_steps`."""
+    stages = architecture_stages(forward_steps(model, input_shape))
+    shapes = [tuple(input_shape[1:])] + [stage.shape for stage in stages]
+    total = sum(p.numel() for p in model.parameters())
+    figure, ax = plt.subplots(figsize=(1.3 * len(shapes), 3.6))
+    largest = max((shape[-1] for shape in shapes if len(shape) == 3), default=1)
+    longest = max((math.prod(shape) for shape in shapes if len(shape) == 1), default=1)
+    for index, shape in enumerate(shapes):
+        draw_tensor(ax, index, shape, largest, longest)
+        ax.text(index, -0.62, shape_text(shape), ha="center", va="top", fontsize=9, fontweight="bold")
+    ax.text(0, 0.45, "input", ha="center", va="bottom", fontsize=9)
+    ax.text(len(shapes) - 1, 0.45, "logits", ha="center", va="bottom", fontsize=9)
+    for index, stage in enumerate(stages):
+        ax.add_patch(FancyArrowPatch((index + 0.36, 0), (index + 0.64, 0), arrowstyle="-|>", mutation_scale=10,
+                                     color="0.35", linewidth=1))
+        label = stage.operation.replace(", ", "\n").replace(" + ", "\n+ ").replace("connected ", "connected\n")
+        if stage.parameters:
+            label = f"{stage.name}\n{label}"
+        ax.text(index + 0.5, 0.62, label, ha="center", va="bottom", fontsize=7.5, linespacing=1.2)
+        if stage.parameters:
+            ax.text(index + 0.5, -0.95, f"{stage.parameters:,}\nparameters", ha="center", va="top", fontsize=8,
+                    color="tab:blue")
+    ax.set_title(title or f"{type(model).__name__}: {total:,} parameters", fontsize=11)
+    ax.set_xlim(-0.55, len(shapes) - 0.45)
+    ax.set_ylim(-1.45, 1.45)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+def draw_tensor(ax: Axes, x: float, shape: Sequence[int], largest: int, longest: int) -> None:
+    """A (channels, height, width) tensor as a stack of feature maps, a vector as a bar, both to scale."""
+    if len(shape) == 3:
+        channels, height, _ = shape
+        side = 0.15 + 0.3 * height / largest  # maps drawn to scale: a 28x28 map is larger than a 5x5 one
+        shown = min(channels, 8)  # at most 8 sheets: 16 would be a smear
+        offset = 0.022
+        for sheet in reversed(range(shown)):
+            left = x - side / 2 + (sheet - (shown - 1) / 2) * offset
+            bottom = -side / 2 - (sheet - (shown - 1) / 2) * offset
+            ax.add_patch(Rectangle((left, bottom), side, side, facecolor=plt.cm.Blues(0.2 + 0.6 * sheet / 8),
+                                   edgecolor="0.25", linewidth=0.6))
+    else:
+        length = math.prod(shape)
+        height = 0.1 + 0.7 * math.sqrt(length / longest)  # a bar whose area grows with the vector's length
+        ax.add_patch(Rectangle((x - 0.04, -height / 2), 0.08, height, facecolor=plt.cm.Oranges(0.45),
+                               edgecolor="0.25", linewidth=0.6))
+
+
+def plot_augmentations(image: torch.Tensor, augmentation: Augmentation, copies: int = 15, ncols: int = 8,
+                       seed: int = 0, size: float = 1.1) -> Figure:
+    """One normalized image ((1, H, W) or (1, 1, H, W)) framed in orange, then `copies` random draws of `augmentation`.
+
+    The draws are `lenet.data.augment` itself, the function training applies to every batch (a batch of
+    `copies` copies of the image, each changed by its own draw), so the grid shows what the network is shown.
+    """
+    image = image.reshape(1, 1, *image.shape[-2:])
+    variants = augment(image.expand(copies, -1, -1, -1).clone(), augmentation, torch.Generator().manual_seed(seed))
+    cells = torch.cat([image, variants])[:, 0].cpu().numpy()  # (1 + copies, H, W)
+    nrows = math.ceil(len(cells) / ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15), squeeze=False)
+    low, high = image.min().item(), image.max().item()  # one grey scale: paper and ink keep their values
+    for index, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if index >= len(cells):
+            ax.set_axis_off()
+            continue
+        ax.imshow(cells[index], cmap="gray", vmin=low, vmax=high)
+        ax.set_title("original" if index == 0 else f"draw {index}", fontsize=8)
+        if index == 0:
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:orange")
+                spine.set_linewidth(2.5)
+    figure.tight_layout()
+    return figure
