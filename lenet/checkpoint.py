@@ -23,7 +23,7 @@ import torch
 from lenet.config import Config
 from lenet.data import DIGITS
 from lenet.errors import LenetError
-from lenet.files import atomic_write, explain_os_error, require_regular_file
+from lenet.files import atomic_write, existing_path, explain_os_error, require_regular_file
 from lenet.model import LeNet5
 from lenet.runs import BEST, checkpoint_path
 
@@ -57,13 +57,8 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint safely (`weights_only=True`); LenetError in one sentence if unusable."""
-    path = Path(path)
-    try:
-        path.lstat()
-    except FileNotFoundError:
-        raise LenetError(f"no checkpoint at {path}: check the path, or run `make train` to create one.") from None
-    except OSError as error:  # a name too long, a path through a file, a denied folder, an I/O error
-        raise LenetError(explain_os_error(path, error, "checkpoint", CHECKPOINT_HINT)) from None
+    path = existing_path(path, "checkpoint", f"no checkpoint at {path}: check the path, or run `make train` to "
+                         "create one.", CHECKPOINT_HINT, follow_symlinks=False)
     if path.is_dir():
         raise LenetError(f"{path} is a folder, not a checkpoint: {folder_hint(path)}.")
     require_regular_file(path, "checkpoint", CHECKPOINT_HINT)

@@ -93,6 +93,20 @@ def explain_os_error(path: Path, error: OSError, what: str = "file", hint: str =
     return f"{path} {reasons.get(error.errno, f'cannot be used ({error.strerror or error}): {hint}')}."
 
 
+def existing_path(path: str | os.PathLike, what: str, missing: str, hint: str = "check the path",
+                  follow_symlinks: bool = True) -> Path:
+    """`path` once the OS has found it: LenetError saying `missing` if it does not exist, else the OS's reason
+    (a name too long, a path through a file, a denied folder, an I/O error) in one sentence."""
+    path = Path(path)
+    try:
+        path.stat(follow_symlinks=follow_symlinks)
+    except FileNotFoundError:
+        raise LenetError(missing) from None
+    except OSError as error:
+        raise LenetError(explain_os_error(path, error, what, hint)) from None
+    return path
+
+
 def checked_path(path: str | os.PathLike, what: str = "file") -> Path:
     """`path` as a Path once the OS has answered about it without an error (a missing path is fine, the caller
     decides): a name too long, a denied folder or an I/O error become one LenetError sentence."""

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
 from lenet.data import DIGITS
 from lenet.errors import LenetError
-from lenet.files import atomic_write, explain_os_error, require_regular_file
+from lenet.files import atomic_write, existing_path, explain_os_error, require_regular_file
 from lenet.inference.images import image_files_in, png_bytes
 from lenet.inference.predict import Prediction, Predictor, classify, load_announced, prepare
 from lenet.inference.preprocess import IMAGE_EXTENSIONS, open_image, to_grayscale
@@ -136,13 +136,8 @@ def read_digit_folders(folder: Path) -> list[tuple[Path, int]]:
 def labelled_images(folder: str | os.PathLike, labels: str | os.PathLike | None = None) -> list[tuple[Path, int]]:
     """The labelled images of `folder`: from `labels` (default: folder/labels.json if it exists), else
     from its digit-named subfolders; LenetError if the folder or the labels are unusable or hold no images."""
-    folder = Path(folder)
-    try:
-        folder.stat()
-    except FileNotFoundError:
-        raise LenetError(f"{folder} does not exist: pass the folder of labelled images.") from None
-    except OSError as error:  # a name too long, a path through a file, a denied folder, an I/O error
-        raise LenetError(explain_os_error(folder, error, "folder of labelled images")) from None
+    folder = existing_path(folder, "folder of labelled images",
+                           f"{folder} does not exist: pass the folder of labelled images.")
     try:
         return find_labelled_images(folder, labels)
     except OSError as error:  # a subfolder that cannot be listed, an I/O error
