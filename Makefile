@@ -8,7 +8,9 @@ ARGS ?=
 TORCH_INDEX ?=
 # Two torch processes at once (a notebook beside `make train`, the tests beside anything) share the cores instead of
 # spinning for them; `import lenet` sets the same, this also covers a kernel that imports torch first.
-export OMP_WAIT_POLICY ?= PASSIVE
+ifeq ($(origin OMP_WAIT_POLICY),undefined)
+export GOMP_SPINCOUNT ?= 10000
+endif
 
 .PHONY: install train test test-fast test-package test-notebooks notebooks lab tensorboard serve benchmark benchmark-smoke clean
 

@@ -1,10 +1,11 @@
 """Two commands at once: does each of two `lenet-train --preset fast --epochs 1` started together take at most
-2.5x the time of one alone? Measures solo and pair rounds, interleaved, with lenet's default threading (the
-OpenMP wait policy `import lenet` sets) and, with --baseline, with OpenMP's own default (OMP_WAIT_POLICY set empty,
-as before lenet set it), so both are measured on the same machine in the same minutes.
+2.5x the time of one alone? Measures solo and pair rounds, interleaved, with lenet's default threading (the short
+OpenMP spin `import lenet` sets) and, with --baseline, with OpenMP's own default (OMP_WAIT_POLICY set empty, so
+lenet leaves OpenMP alone), so both are measured on the same machine in the same minutes.
 
     python benchmarks/concurrency.py --data-dir $LENET_DATA_DIR               # 2 rounds, lenet's default
     python benchmarks/concurrency.py --data-dir $LENET_DATA_DIR --baseline    # and OpenMP's default beside it
+    python benchmarks/concurrency.py --baseline --also OMP_WAIT_POLICY=PASSIVE   # and any other setting
 
 Run it on an otherwise idle machine: it is the contention between its own processes it measures.
 """
@@ -54,10 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="solo and pair rounds per setting (default: 2)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure OpenMP's own default wait policy (default: off)")
+    parser.add_argument("--also", metavar="NAME=VALUE[,NAME=VALUE]", action="append", default=[],
+                        help="also measure with these environment variables set, e.g. GOMP_SPINCOUNT=10000 "
+                             "(repeatable; default: none)")
     args = parser.parse_args(argv)
-    settings = {"lenet default": {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}}
+    settings = {"lenet default": {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}}
     if args.baseline:
         settings["OpenMP default"] = {**settings["lenet default"], "OMP_WAIT_POLICY": ""}
+    for extra in args.also:
+        pairs = dict(item.split("=", 1) for item in extra.split(",") if "=" in item)
+        settings[extra] = {**settings["lenet default"], **pairs}
     results: dict[str, dict[str, list[float]]] = {name: {"solo": [], "pair": []} for name in settings}
     with tempfile.TemporaryDirectory() as folder:
         runs_dir, count = Path(folder), 0

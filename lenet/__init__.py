@@ -22,9 +22,11 @@ May be skipped while learning to train — each subpackage names who it is for:
 import os
 
 # Two lenet processes at once (a notebook and `make train`, or the test suite beside anything) must share the
-# cores, not fight for them: OpenMP's default keeps idle threads spinning for a core the other process holds,
-# which made two trainings 7.8x slower each. Set before torch is first imported; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# cores, not fight for them: GNU OpenMP's default keeps an idle thread spinning (300,000 turns) for a core the
+# other process holds, which made two trainings 7.6x slower each. A short spin shares the cores and keeps a
+# run alone as fast (benchmarks/concurrency.py). Set before torch is first imported; a user's own setting wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from lenet.config import Config  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import lenet  # noqa: F401, I001 -- first: it sets OpenMP's passive wait before torch loads, so the suite shares the cores
+import lenet  # noqa: F401, I001 -- first: it shortens OpenMP's spin before torch loads, so the suite shares the cores
 import torch
 
 from helpers import real_mnist_dir, synthetic_digits
