@@ -263,3 +263,30 @@ def test_every_notebook_names_the_machine_and_thread_count_and_runs_in_full_mode
 def test_notebooks_write_their_runs_only_under_runs_notebooks(path):
     code = "\n".join(source(cell) for cell in load(path)["cells"] if cell["cell_type"] == "code")
     assert not re.search(r"runs_dir\s*=\s*(?!settings\.runs_dir\b)", code), "use runs_dir=settings.runs_dir"
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~:/])/(?:[\w.-]+/){2,}")  # /home/me/lenet/... : a folder of the machine that ran it
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_stored_outputs_show_no_path_of_the_machine_and_no_object_repr(path):
+    texts = [output.get("text", "") if output["output_type"] == "stream" else
+             {kind: data for kind, data in output.get("data", {}).items() if kind.startswith("text/")}
+             for cell in load(path)["cells"] if cell["cell_type"] == "code" for output in cell.get("outputs", [])]
+    outputs = json.dumps(texts)  # what a reader sees as text; pictures are base64, where any run of letters occurs
+    assert not MACHINE_PATH.search(outputs), f"{path.name} prints {MACHINE_PATH.search(outputs).group()}"
+    assert "object at 0x" not in outputs, f"{path.name} shows an object's repr instead of the object"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_notebook_ends_with_exercises_whose_solutions_are_hidden_code(path):
+    cells = load(path)["cells"]
+    start = next((i for i, cell in enumerate(cells) if cell["cell_type"] == "markdown"
+                  and re.search(r"^#+ Try it yourself", source(cell), re.M)), None)
+    assert start is not None, f"{path.name} has no 'Try it yourself' section"
+    solutions = [cell for cell in cells[start:] if cell["cell_type"] == "code"
+                 and "solution" in cell.get("metadata", {}).get("tags", [])]
+    assert len(solutions) >= 2, f"{path.name}: at least two exercises with a solution cell tagged 'solution'"
+    assert all(cell["metadata"].get("jupyter", {}).get("source_hidden") for cell in solutions), \
+        "a learner opens a solution after trying: collapse it (jupyter.source_hidden)"
+    assert all(cell["outputs"] for cell in solutions), "solutions run (under nbval too) and show what they found"
