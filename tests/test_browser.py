@@ -31,7 +31,11 @@ SCREENSHOT = ROOT / "artifacts" / "digit_pad.png"
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
                                      "pip install -e '.[dev]'")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install chromium")]
+# JupyterLab and a kernel on a loaded machine may take seconds to answer: assertions wait on the page up to this
+# deadline instead of Playwright's 5 s, and pass as soon as the answer is there.
+playwright_api.expect.set_options(timeout=30_000)
 
 
 def wait_for_server(url: str, server: subprocess.Popen, timeout: float = 60) -> None:

@@ -157,6 +157,7 @@ def test_read_only_folder_is_refused_with_a_sentence(tiny_checkpoint, tmp_path):
         folder.chmod(0o700)
 
 
+@pytest.mark.slow
 def test_command_line_prints_no_traceback_for_a_missing_checkpoint(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lenet.apps.export", str(tmp_path / "nowhere.pt"), "--format", "onnx",
                              "-o", str(tmp_path / "lenet.onnx")], capture_output=True, text=True, timeout=120)

@@ -89,6 +89,7 @@ def test_export_refuses_a_fifo_or_device_and_replaces_a_file_only_with_force(tin
 
 
 # 8. File names that are not UTF-8 neither crash printing nor break --json.
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_is_printed_and_kept_in_valid_json(tiny_checkpoint, tmp_path):
     folder = tmp_path / "digits"
     folder.mkdir()
@@ -209,6 +210,7 @@ def test_a_damaged_idx_file_is_named_as_corrupt(damage, tmp_path):
 
 
 # 12 and 15. A runs folder that is a file, and batches larger than the data.
+@pytest.mark.slow
 def test_runs_dir_that_is_a_file_and_a_batch_larger_than_the_data_are_one_line(tiny_mnist, tmp_path):
     (tmp_path / "a_file").write_text("")
     common = ["--data-dir", tiny_mnist, "--val-size", 200, "--epochs", 1, "--device", "cpu"]
@@ -253,6 +255,7 @@ def test_a_checkpoint_without_class_names_predicts_digits(tiny_checkpoint, tmp_p
 
 
 # 14. What is not a regular file is refused with the right reason, and never hangs.
+@pytest.mark.slow
 def test_a_fifo_checkpoint_or_image_is_refused_without_hanging(tiny_checkpoint, tmp_path):
     fifo = tmp_path / "pipe.pt"
     os.mkfifo(fifo)
@@ -279,6 +282,7 @@ def test_a_run_folder_without_checkpoints_is_reused(tiny_config):
     assert fit(dataclasses.replace(tiny_config, epochs=1), verbose=False)["history"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_the_first_checkpoint_leaves_nothing_and_does_not_advise_resume(tiny_mnist, tmp_path):
     script = ("import sys, lenet.train as t, lenet.cli.train as command\n"
               "def interrupt(*args, **kwargs): raise KeyboardInterrupt\n"

@@ -68,6 +68,7 @@ def cli_json_with_bad_inputs(bad_inputs, tiny_checkpoint) -> subprocess.Complete
     return run_cli(*bad_inputs[0], "--checkpoint", tiny_checkpoint, "--json")
 
 
+@pytest.mark.slow
 def test_cli_predicts_a_drawn_digit_end_to_end(tmp_path, tiny_checkpoint):
     image = drawn_seven(tmp_path / "seven.png")
     result = run_cli(image, "--checkpoint", tiny_checkpoint)
@@ -77,6 +78,7 @@ def test_cli_predicts_a_drawn_digit_end_to_end(tmp_path, tiny_checkpoint):
     assert line.count("%") == 4 or "unsure" in line  # the digit's probability and three others
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_with_exit_code_2_and_no_traceback(cli_with_bad_inputs):
     assert cli_with_bad_inputs.returncode == 2
     assert "Traceback" not in cli_with_bad_inputs.stdout + cli_with_bad_inputs.stderr
@@ -84,6 +86,7 @@ def test_bad_inputs_fail_with_exit_code_2_and_no_traceback(cli_with_bad_inputs):
 
 @pytest.mark.parametrize("name", ["missing.png", "empty_folder", "zero.png", "text.png", "truncated.png",
                                   "blank.png", "huge.png"])
+@pytest.mark.slow
 def test_each_bad_input_gets_one_clear_line_naming_it(cli_with_bad_inputs, bad_inputs, name):
     message = bad_inputs[1][name]
     lines = [line for line in cli_with_bad_inputs.stderr.splitlines() if name in line]
@@ -91,6 +94,7 @@ def test_each_bad_input_gets_one_clear_line_naming_it(cli_with_bad_inputs, bad_i
     assert lines[0].startswith("error: ") and message in lines[0]
 
 
+@pytest.mark.slow
 def test_good_inputs_are_still_predicted_beside_bad_ones(cli_with_bad_inputs):
     predicted = cli_with_bad_inputs.stdout.splitlines()
     assert [line.split(": ")[0].rsplit("/", 1)[-1] for line in predicted] == \
@@ -98,6 +102,7 @@ def test_good_inputs_are_still_predicted_beside_bad_ones(cli_with_bad_inputs):
     assert all("top 3: " in line for line in predicted)
 
 
+@pytest.mark.slow
 def test_json_output_has_one_object_per_input_with_the_schema(cli_json_with_bad_inputs, bad_inputs):
     assert cli_json_with_bad_inputs.returncode == 2
     assert "Traceback" not in cli_json_with_bad_inputs.stderr
@@ -124,6 +129,7 @@ def test_no_trained_model_says_how_to_get_one(tmp_path, monkeypatch, capsys):
     assert captured.out == ""
 
 
+@pytest.mark.slow
 def test_checkpoint_carrying_code_is_refused_and_its_code_never_runs(tmp_path):
     marker = tmp_path / "pwned.txt"
 
