@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -93,11 +92,10 @@ def tensorboard(run: Path) -> Iterator[str]:
     """TensorBoard serving `run` on 127.0.0.1 at a free port, stopped afterwards; yields its URL."""
     port = free_port()
     executable = Path(sys.executable).with_name("tensorboard")
-    log = open(os.devnull, "w")
     # Started beside the run and given its name only: TensorBoard prints the logdir in its sidebar, and a picture
     # for the docs should not show one machine's folders.
     server = subprocess.Popen([str(executable), "--logdir", run.name, "--port", str(port), "--host", "127.0.0.1"],
-                              cwd=run.parent, stdout=log, stderr=subprocess.STDOUT)
+                              cwd=run.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 
     def run_listed() -> bool:
@@ -119,7 +117,6 @@ def tensorboard(run: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
 # True once the first category of the dashboard holds `count` charts, each with a drawn curve (an SVG path).
