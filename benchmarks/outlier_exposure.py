@@ -115,7 +115,6 @@ from lenet.calibration import fit_temperature  # noqa: E402
 from lenet.cli import run_command  # noqa: E402
 from lenet.config import Config  # noqa: E402
 from lenet.data import augment  # noqa: E402
-from lenet.errors import LenetError  # noqa: E402
 from lenet.files import require_regular_file  # noqa: E402
 from lenet.inference.predict import UNSURE_BELOW, Predictor  # noqa: E402
 from lenet.train import build_scheduler, predict_logits, prepare  # noqa: E402
