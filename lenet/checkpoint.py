@@ -3,8 +3,9 @@
 A checkpoint is a plain dict: `model` (state dict), `optimizer`, `scheduler`, `schedule_start` (the
 epoch the current learning-rate schedule began at), `config` (a dict), `epoch`, `metrics` (that
 epoch's record), `history`, `normalization` ({"mean", "std"}), `classes`, `rng` (torch's CPU
-generator state) and, once training has ended, `temperature` (see `lenet.calibration`; older
-checkpoints have none). It is written atomically and loaded with `weights_only=True`, so a file that
+generator state) and, once training has ended, `temperature` (see `lenet.calibration`) and
+`refuse_below`, the evidence under which an image is "not a digit" (see `lenet.outliers`); older
+checkpoints have neither. It is written atomically and loaded with `weights_only=True`, so a file that
 carries pickled code is refused and nothing in it runs. Every field a reader uses is validated once,
 here, so a damaged or crafted file is one clear sentence, never a traceback deep inside.
 """
@@ -134,6 +135,9 @@ def validate(checkpoint: Any, path: Path) -> None:
     temperature = checkpoint.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
         refuse(f"its temperature {temperature!r} is not a positive number")
+    refuse_below = checkpoint.get("refuse_below")
+    if refuse_below is not None and not (isinstance(refuse_below, (int, float)) and math.isfinite(refuse_below)):
+        refuse(f"its refusal threshold {refuse_below!r} is not a finite number")
 
 
 def classes_of(checkpoint: dict[str, Any]) -> list[str]:

@@ -19,6 +19,7 @@ SCHEDULES = ("constant", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASET_NAMES = ("mnist", "fashion-mnist")
 MAX_BATCH_SIZE = 65_536  # far above any useful batch; the data's own size is checked when it is loaded
+MAX_SCRIBBLES = 1024  # scribbles per training batch
 RESERVED_RUN_NAMES = ("notebooks",)  # runs/notebooks/ holds the notebooks' runs
 
 
@@ -63,6 +64,10 @@ class Config:
         "help": "augment: fraction of training images whose strokes are thickened by a pixel"})
     thin: float = field(default=0.2, metadata={
         "help": "augment: fraction of training images whose strokes are thinned by a pixel"})
+    scribbles: int = field(default=0, metadata={
+        "help": "pen scribbles shown beside each training batch as things that are not digits (outlier exposure)"})
+    outlier_weight: float = field(default=0.5, metadata={
+        "help": "weight of the loss that makes the network unsure of the scribbles"})
     schedule: str = field(default="onecycle", metadata={"help": "learning-rate schedule: constant or onecycle"})
     patience: int = field(
         default=3, metadata={"help": "stop after this many epochs without a lower val loss; 0 disables"}
@@ -99,6 +104,8 @@ class Config:
         check(0 <= self.shear < 0.5, "shear", "must be in [0, 0.5)")
         check(0 <= self.thicken <= 1, "thicken", "must be a probability in [0, 1]")
         check(0 <= self.thin <= 1 - self.thicken, "thin", "must be a probability in [0, 1 - thicken]")
+        check(0 <= self.scribbles <= MAX_SCRIBBLES, "scribbles", f"must be between 0 and {MAX_SCRIBBLES}")
+        check(0 <= self.outlier_weight <= 10, "outlier_weight", "must be between 0 and 10")
         check(self.val_size >= 1, "val_size", "must be >= 1")
         check(self.log_every >= 1, "log_every", "must be >= 1")
         check(self.run_name is None or is_plain_name(self.run_name), "run_name",
@@ -113,10 +120,10 @@ class Config:
     def from_dict(cls, values: dict[str, Any]) -> "Config":
         """Rebuild a config saved by `to_dict`, ignoring fields this version no longer has.
 
-        Runs saved before the affine and stroke augmentations existed trained without them.
+        Runs saved before the affine and stroke augmentations or the scribbles existed trained without them.
         """
         known = {f.name for f in fields(cls)}
-        older = {name: 0.0 for name in LATER_AUGMENTATIONS if name not in values}
+        older = {name: 0 for name in LATER_AUGMENTATIONS if name not in values}
         return cls(**{**older, **{k: v for k, v in values.items() if k in known}})
 
     def resumed(self, changes: dict[str, Any]) -> "Config":
@@ -129,8 +136,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-# The augmentations added after the first runs were saved: a config without them trained without them.
-LATER_AUGMENTATIONS = ("rotate", "scale", "shear", "thicken", "thin")
+# The augmentations (and scribbles) added after the first runs were saved: a config without them trained without them.
+LATER_AUGMENTATIONS = ("rotate", "scale", "shear", "thicken", "thin", "scribbles")
 # What may change when a run is continued: the rest would make it a different run.
 RESUMABLE = ("epochs", "data_dir", "device", "patience")
 

@@ -27,6 +27,7 @@ from lenet.data import Augmentation, Splits, TensorBatches, load_splits, resolve
 from lenet.errors import LenetError
 from lenet.files import write_json
 from lenet.model import LeNet5
+from lenet.outliers import Scribbles, refusal_threshold, uniform_loss
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,15 +54,25 @@ def build_scheduler(config: Config, optimizer: torch.optim.Optimizer, steps_per_
 
 
 def train_one_epoch(model: torch.nn.Module, batches: TensorBatches, optimizer: torch.optim.Optimizer,
-                    scheduler=None, on_step=None, description: str = "train") -> tuple[float, float]:
-    """One pass over `batches`; returns (mean loss, accuracy). `on_step(loss)` runs after every step."""
+                    scheduler=None, on_step=None, description: str = "train",
+                    outliers: Scribbles | None = None) -> tuple[float, float]:
+    """One pass over `batches`; returns (mean loss, accuracy). `on_step(loss)` runs after every step.
+
+    With `outliers`, each batch of digits goes through the network with a batch of scribbles, and the loss adds
+    `outliers.weight` times their `uniform_loss`: the network learns to be unsure of what is not a digit."""
     model.train()
     # Sums stay on the device: calling .item() every step would force a sync each time.
     loss_sum = torch.zeros((), device=batches.labels.device)
     correct = torch.zeros((), device=batches.labels.device, dtype=torch.long)
+    others = iter(outliers) if outliers is not None and outliers.per_batch else None
     for images, labels in tqdm(batches, desc=description, leave=False, disable=None, file=sys.stderr):
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels)
+        if others is None:
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+        else:
+            both = model(torch.cat([images, next(others)]))
+            logits = both[:len(labels)]
+            loss = F.cross_entropy(logits, labels) + outliers.weight * uniform_loss(both[len(labels):])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -93,7 +104,7 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float
 
 
 def prepare(config: Config) -> tuple[torch.device, Splits, LeNet5, torch.optim.Optimizer]:
-    """Seed, pick the device, load the data onto it, and build the model and optimizer."""
+    """Seed, pick the device, load the data onto it, and build the model and optimizer (see `scribbles_for`)."""
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -105,6 +116,16 @@ def prepare(config: Config) -> tuple[torch.device, Splits, LeNet5, torch.optim.O
     return device, splits, model, build_optimizer(config, model)
 
 
+def scribbles_for(config: Config, splits: Splits) -> Scribbles | None:
+    """The scribbles `config` shows beside each training batch, on the data's device; None for none."""
+    if not config.scribbles:
+        return None
+    images = splits.train.images
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    return Scribbles.drawn(config.scribbles, config.outlier_weight, splits.mean, splits.std, config.seed,
+                           splits.train.augmentation, images.device, memory_format)
+
+
 def start_run(config: Config | None, resume: str | Path | None, changes: Mapping[str, Any], run_dir: Path) -> RunState:
     """A new run in `run_dir` (data loaded before the folder is made), or a run continued from its checkpoint."""
     if resume is None:
@@ -112,7 +133,8 @@ def start_run(config: Config | None, resume: str | Path | None, changes: Mapping
         runs.make_run_dir(run_dir, config.overwrite)
         write_json(run_dir / runs.CONFIG, config.to_dict())
         scheduler = build_scheduler(config, optimizer, len(splits.train), config.epochs)
-        return RunState(config, model, optimizer, scheduler, splits, run_dir, device)
+        return RunState(config, model, optimizer, scheduler, splits, run_dir, device,
+                        outliers=scribbles_for(config, splits))
     saved = load_checkpoint(runs.resume_point(resume)[0])
     config = Config.from_dict(saved["config"]).resumed(dict(changes))
     device, splits, model, optimizer = prepare(config)
@@ -123,7 +145,8 @@ def start_run(config: Config | None, resume: str | Path | None, changes: Mapping
     restore(saved if schedule_start == saved.get("schedule_start", 0) else {**saved, "scheduler": None},
             model, optimizer, scheduler)
     write_json(run_dir / runs.CONFIG, config.to_dict())
-    return RunState(config, model, optimizer, scheduler, splits, run_dir, device, epoch=saved["epoch"],
+    return RunState(config, model, optimizer, scheduler, splits, run_dir, device, scribbles_for(config, splits),
+                    epoch=saved["epoch"],
                     step=saved["epoch"] * len(splits.train), schedule_start=schedule_start,
                     history=saved["history"], extended=config.epochs > saved["config"]["epochs"])
 
@@ -144,6 +167,8 @@ def fit(config: Config | None = None, resume: str | Path | None = None, changes:
         try:
             for epoch in range(state.epoch + 1, config.epochs + 1):
                 state.epoch = splits.train.epoch = epoch
+                if state.outliers is not None:
+                    state.outliers.epoch = epoch
                 record = run_epoch(state, callbacks)
                 state.history.append(record)
                 state.stopping = stopper.step(record["val_loss"], epoch)
@@ -158,8 +183,8 @@ def fit(config: Config | None = None, resume: str | Path | None = None, changes:
             if not state.history and resume is None:
                 shutil.rmtree(run_dir, ignore_errors=True)  # nothing in it worth keeping
             raise Interrupted(run_dir, len(state.history)) from None
-        temperature = calibrate_best_checkpoint(state)
-        state.result = test_best(state, temperature)
+        temperature, refuse_below = calibrate_best_checkpoint(state)
+        state.result = test_best(state, temperature, refuse_below)
         write_json(run_dir / runs.METRICS, state.result)
         for callback in callbacks:
             callback.on_train_end(state)
@@ -180,7 +205,8 @@ def run_epoch(state: RunState, callbacks: Sequence[Callback]) -> dict[str, float
     lr = state.optimizer.param_groups[0]["lr"]
     start = time.perf_counter()
     train_loss, train_accuracy = train_one_epoch(state.model, state.splits.train, state.optimizer, state.scheduler,
-                                                 on_step, description=f"epoch {state.epoch}/{config.epochs}")
+                                                 on_step, description=f"epoch {state.epoch}/{config.epochs}",
+                                                 outliers=state.outliers)
     seconds = time.perf_counter() - start
     check_finite(train_loss, state)
     val_loss, val_accuracy = evaluate(state.model, state.splits.val)
@@ -196,17 +222,20 @@ def check_finite(loss: float, state: RunState) -> None:
                          f"stopped ({kept}): the learning rate is too high; try --lr {state.config.lr / 10:.2g}.")
 
 
-def calibrate_best_checkpoint(state: RunState) -> float:
-    """Load best.pt (early stopping's choice) into the model, fit its temperature on validation, store it in best.pt."""
+def calibrate_best_checkpoint(state: RunState) -> tuple[float, float]:
+    """Load best.pt (early stopping's choice) into the model and fit, on validation, its temperature and the
+    evidence under which an image is "not a digit" (`lenet.outliers`); store both in best.pt and return them."""
     path = runs.checkpoint_path(state.run_dir, runs.BEST)
     best = load_checkpoint(path, map_location=state.device)
     state.model.load_state_dict(best["model"])
-    temperature = fit_temperature(predict_logits(state.model, state.splits.val), state.splits.val.labels)
-    save_checkpoint({**best, "temperature": temperature}, path)
-    return temperature
+    logits = predict_logits(state.model, state.splits.val)
+    temperature = fit_temperature(logits, state.splits.val.labels)
+    refuse_below = refusal_threshold(logits, temperature)
+    save_checkpoint({**best, "temperature": temperature, "refuse_below": refuse_below}, path)
+    return temperature, refuse_below
 
 
-def test_best(state: RunState, temperature: float) -> dict[str, Any]:
+def test_best(state: RunState, temperature: float, refuse_below: float | None = None) -> dict[str, Any]:
     """The run's result (metrics.json): the best epoch's test loss, accuracy and calibration, one pass over test."""
     splits, best = state.splits, min(state.history, key=lambda record: record["val_loss"])
     logits, labels = predict_logits(state.model, splits.test).float().cpu(), splits.test.labels.cpu()
@@ -214,6 +243,7 @@ def test_best(state: RunState, temperature: float) -> dict[str, Any]:
     return {"run_dir": str(state.run_dir), "history": state.history, "best_epoch": best["epoch"],
             "best_val_loss": best["val_loss"], "test_loss": test_loss, "test_accuracy": test_accuracy,
             "stopped_early": state.epoch < state.config.epochs, "temperature": temperature,
+            "refuse_below": refuse_below,
             "test_ece": {"before": expected_calibration_error(logits.softmax(1), labels),
                          "after": expected_calibration_error((logits / temperature).softmax(1), labels)},
             "normalization": {"mean": splits.mean, "std": splits.std}, "device": str(state.device)}

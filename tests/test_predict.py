@@ -18,7 +18,7 @@ from lenet.runs import default_checkpoint
 from lenet.inference.predict import Prediction, Predictor, load_model, main, predict
 
 NO_MODEL = "no completed training run in runs/: train one with `make train` (or lenet-train), or pass --checkpoint"
-JSON_KEYS = {"file", "prediction", "probability", "probabilities", "error"}
+JSON_KEYS = {"file", "outcome", "evidence", "prediction", "probability", "probabilities", "error"}
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

@@ -148,13 +148,13 @@ def test_an_unreadable_image_is_one_error_line_and_the_rest_is_scored(tmp_path, 
 @pytest.mark.parametrize("case, message", [
     ("missing folder", "does not exist: pass the folder of labelled images."),
     ("file as folder", "is not a folder: pass the folder of labelled images."),
-    ("no labels", "has no labels.json and no digit-named subfolders (0/ to 9/)"),
+    ("no labels", "has no labels.json and no digit-named subfolders (0/ to 9/, none/)"),
     ("empty digit folders", "hold no images"),
     ("invalid json", "is not valid JSON (Expecting ',' delimiter at line 1"),
     ("json list", "holds a JSON list, not an object"),
-    ("label 10", "labels 'a.png' as 10: a label must be a digit 0-9."),
-    ("label true", "labels 'a.png' as true: a label must be a digit 0-9."),
-    ("label word", "labels 'a.png' as \"seven\": a label must be a digit 0-9."),
+    ("label 10", "labels 'a.png' as 10: a label must be a digit 0-9, or null for an image that is not a digit."),
+    ("label true", "labels 'a.png' as true: a label must be a digit 0-9, or null for an image that is not a digit."),
+    ("label word", "labels 'a.png' as \"seven\": a label must be a digit 0-9, or null for an image that is not a digit."),
     ("empty labels", "lists no images: there is nothing to score."),
     ("missing labels file", "does not exist: pass --labels the JSON file of labels."),
 ])
@@ -195,5 +195,5 @@ def test_a_real_checkpoint_scores_a_generated_folder_end_to_end(tmp_path, tiny_c
     assert main([str(folder), "--checkpoint", str(tiny_checkpoint), "--json",
                  "--sheet", str(tmp_path / "sheet.png")]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["total"] == 5 and result["correct"] + result["wrong"] + result["unsure"] == 5
+    assert result["total"] == 5 and result["correct"] + result["wrong"] + result["unsure"] + result["not_a_digit"] == 5
     assert (result["sheet"] is not None) == (result["correct"] < 5)

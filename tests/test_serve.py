@@ -37,7 +37,7 @@ from lenet.errors import LenetError  # noqa: E402
 from lenet.inference.predict import as_json, load_model, predict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-JSON_KEYS = {"file", "prediction", "probability", "probabilities", "error", "image"}
+JSON_KEYS = {"file", "outcome", "evidence", "prediction", "probability", "probabilities", "error", "image"}
 PNG = {"Content-Type": "image/png"}
 N_DIGITS = 20
 # Short limits for the server that checks them, generous enough for a loaded 2-core machine.
@@ -91,7 +91,7 @@ def test_predict_answers_each_digit_as_lenet_predict_does(client, model, digits)
         answer = response.json()
         assert set(answer) == JSON_KEYS
         expected = as_json(None, predict(model, image)[0])
-        assert answer["prediction"] == expected["prediction"]
+        assert answer["prediction"] == expected["prediction"] and answer["outcome"] == expected["outcome"]
         assert answer["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
         assert answer["error"] is None and answer["file"] is None
 

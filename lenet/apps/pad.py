@@ -30,7 +30,7 @@ import traitlets
 
 from lenet.apps import STATIC
 from lenet.inference.images import png_bytes, png_data_url
-from lenet.inference.predict import Predictor, load_model, predict
+from lenet.inference.predict import NOT_A_DIGIT, UNSURE, Prediction, Predictor, load_model, predict
 from lenet.inference.preprocess import MIN_CONTRAST, ImageLike, PreprocessError, to_grayscale
 from lenet.runs import RUNS_DIR
 
@@ -76,6 +76,16 @@ def write_new_png(folder: Path, label: int, png: bytes) -> Path:
         return path
 
 
+def reading_message(result: Prediction) -> str:
+    """What the pad says about a reading, by its outcome (page.js's `reading` says the same)."""
+    top, probability = result.top(1)[0]
+    if result.outcome == NOT_A_DIGIT:
+        return "that doesn't look like a digit"
+    if result.outcome == UNSURE:
+        return f"not sure: maybe a {top} ({probability:.0%})"
+    return f"it's a {top} ({probability:.0%} sure)"
+
+
 class DigitPad(anywidget.AnyWidget):
     """A canvas to draw on, a Clear button and the model's answer, updated whenever a stroke ends."""
 
@@ -116,8 +126,7 @@ class DigitPad(anywidget.AnyWidget):
             self.probabilities = probabilities
             self.model_input = png_data_url(result.image)
             self.readings += 1
-            self.message = (f"not sure: maybe a {top} ({probabilities[top]:.0%})" if result.unsure
-                            else f"it's a {top} ({probabilities[top]:.0%} sure)")
+            self.message = reading_message(result)
             self.save_message = ""
 
     def clear(self) -> None:

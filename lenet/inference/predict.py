@@ -1,8 +1,12 @@
 """Inference: load a trained checkpoint, predict the digit in users' images, and the `lenet-predict` CLI.
 
 The model answers with a probability for each class, calibrated with the temperature stored in the
-checkpoint (see `lenet.calibration`); when even the top one is below UNSURE_BELOW, the label is None
-("unsure") rather than a confident-looking wrong digit.
+checkpoint (see `lenet.calibration`), and one of three outcomes:
+    "digit"        the top class, at UNSURE_BELOW or more;
+    "unsure"       the image looks like a digit but the top probability is below UNSURE_BELOW;
+    "not a digit"  the evidence logsumexp(logits / T) is below the checkpoint's `refuse_below` (see
+                   `lenet.outliers`): no class answers strongly, whatever the softmax says.
+The label is None unless the outcome is "digit", rather than a confident-looking wrong digit.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from lenet.files import checked_path, explain_os_error
 from lenet.inference.images import image_files_in
 from lenet.inference.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
 from lenet.model import LeNet5
+from lenet.outliers import evidence
 from lenet.runs import BEST, CHECKPOINTS, METRICS, RUNS_DIR, default_checkpoint, run_dir_of
 
 UNSURE_BELOW = 0.5  # a top probability under this is reported as "unsure", not as a digit
+DIGIT, UNSURE, NOT_A_DIGIT = "digit", "unsure", "not a digit"  # the three outcomes, as --json writes them
 BATCH_SIZE = 1024  # images per forward pass in `classify`; bounds memory for large folders
 SMALL_BATCH = 16  # up to this many images, one CPU thread is faster than several (see `one_thread`)
 
@@ -46,6 +52,7 @@ class Predictor:
     device: torch.device
     checkpoint_path: Path
     temperature: float = 1.0  # logits are divided by it before the softmax (1.0: an uncalibrated checkpoint)
+    refuse_below: float | None = None  # evidence under which an image is "not a digit" (None: never refused)
     epoch: int | None = None  # the training epoch the checkpoint was saved at
     test_accuracy: float | None = None  # from the run's metrics.json, when it has one
     loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -66,11 +73,17 @@ class Predictor:
 class Prediction:
     """The model's answer for one image."""
 
-    label: int | None  # the class index, or None when unsure
+    label: int | None  # the class index, or None when the outcome is not "digit"
     probability: float  # the top class's probability
     probabilities: list[float]  # one per class, summing to 1
     image: np.ndarray = field(repr=False)  # (28, 28) float32 in [0, 1]: what the model saw
-    unsure: bool  # probability < UNSURE_BELOW
+    outcome: str = DIGIT  # DIGIT, UNSURE or NOT_A_DIGIT
+    evidence: float | None = None  # logsumexp(logits / T); below the checkpoint's refuse_below: not a digit
+
+    @property
+    def unsure(self) -> bool:
+        """No digit is claimed: unsure between digits, or not a digit at all."""
+        return self.outcome != DIGIT
 
     def top(self, k: int = 3) -> list[tuple[int, float]]:
         """The k most likely (class index, probability) pairs, most likely first."""
@@ -91,7 +104,9 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     normalization = checkpoint["normalization"]
     return Predictor(network=network, mean=float(normalization["mean"]), std=float(normalization["std"]),
                      classes=classes_of(checkpoint), device=device, checkpoint_path=path,
-                     temperature=float(checkpoint.get("temperature") or 1.0), epoch=checkpoint.get("epoch"),
+                     temperature=float(checkpoint.get("temperature") or 1.0),
+                     refuse_below=None if checkpoint.get("refuse_below") is None else float(checkpoint["refuse_below"]),
+                     epoch=checkpoint.get("epoch"),
                      test_accuracy=run_test_accuracy(path))
 
 
@@ -139,13 +154,15 @@ def classify(predictor: Predictor, inputs: Sequence[Preprocessed]) -> list[Predi
         chunk = inputs[start:start + BATCH_SIZE]
         batch = chunk[0].tensor if len(chunk) == 1 else torch.cat([item.tensor for item in chunk])
         with torch.inference_mode(), one_thread(len(chunk) <= SMALL_BATCH and predictor.device.type == "cpu"):
-            logits = predictor.network(batch.to(predictor.device)) / predictor.temperature
+            logits = predictor.network(batch.to(predictor.device)).float() / predictor.temperature
             probabilities = torch.softmax(logits, dim=1).cpu()  # (B, classes)
-        for item, row in zip(chunk, probabilities.tolist()):
+            scores = evidence(logits).cpu()
+        for item, row, score in zip(chunk, probabilities.tolist(), scores.tolist()):
             top = max(range(len(row)), key=row.__getitem__)
-            unsure = row[top] < UNSURE_BELOW
-            predictions.append(Prediction(label=None if unsure else top, probability=row[top],
-                                          probabilities=row, image=item.image, unsure=unsure))
+            outcome = (NOT_A_DIGIT if predictor.refuse_below is not None and score < predictor.refuse_below
+                       else UNSURE if row[top] < UNSURE_BELOW else DIGIT)
+            predictions.append(Prediction(label=top if outcome == DIGIT else None, probability=row[top],
+                                          probabilities=row, image=item.image, outcome=outcome, evidence=score))
     return predictions
 
 
@@ -196,23 +213,27 @@ def expand_inputs(arguments: Sequence[str]) -> list[tuple[str, str | None]]:
 
 
 def prediction_text(prediction: Prediction, classes: Sequence[str]) -> str:
-    """One line: the digit and its probability (or "unsure"), then the top 3."""
+    """One line: the digit and its probability (or "unsure", or "not a digit"), then the top 3."""
     ranked = prediction.top(3)
     top = ", ".join(f"{classes[index]} {probability:.1%}" for index, probability in ranked)
     best, probability = ranked[0]
     if prediction.unsure:
-        return f"unsure (best guess {classes[best]} at {probability:.1%})  top 3: {top}"
+        return f"{prediction.outcome} (best guess {classes[best]} at {probability:.1%})  top 3: {top}"
     return f"{classes[best]} ({probability:.1%})  top 3: {top}"
 
 
 def as_json(file: str | None, outcome: Prediction | str) -> dict:
-    """The --json object for one input: its prediction, or its error sentence (names made valid UTF-8)."""
+    """The --json object for one input: its prediction, or its error sentence (names made valid UTF-8).
+
+    "outcome" is "digit", "unsure" or "not a digit" (null for an error); "prediction" is the digit, null unless the
+    outcome is "digit"; "evidence" is logsumexp(logits / T), which the checkpoint's threshold refuses below."""
     file = printable(file) if file is not None else None
     if isinstance(outcome, str):
-        return {"file": file, "prediction": None, "probability": None, "probabilities": None,
-                "error": printable(outcome)}
-    return {"file": file, "prediction": outcome.label, "probability": round(outcome.probability, 6),
-            "probabilities": [round(p, 6) for p in outcome.probabilities], "error": None}
+        return {"file": file, "outcome": None, "prediction": None, "probability": None, "probabilities": None,
+                "evidence": None, "error": printable(outcome)}
+    return {"file": file, "outcome": outcome.outcome, "prediction": outcome.label,
+            "probability": round(outcome.probability, 6), "probabilities": [round(p, 6) for p in outcome.probabilities],
+            "evidence": None if outcome.evidence is None else round(outcome.evidence, 4), "error": None}
 
 
 def predict_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,8 @@ function reading(answer) {
     digit: answer.prediction,
     probabilities,
     model_input: answer.image,
-    message: answer.prediction === null ? `not sure: maybe a ${top} (${percent})` : `it's a ${top} (${percent} sure)`,
+    message: answer.outcome === "not a digit" ? "that doesn't look like a digit"
+      : answer.prediction === null ? `not sure: maybe a ${top} (${percent})` : `it's a ${top} (${percent} sure)`,
   };
 }
 
