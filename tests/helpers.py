@@ -50,6 +50,14 @@ def synthetic_digits(n: int, seed: int, random_labels: bool = False) -> tuple[to
     return images, labels
 
 
+def refusing_copy(checkpoint: Path, path: Path) -> Path:
+    """A copy of `checkpoint` whose refusal threshold is above any image's evidence: it answers "not a digit" to
+    everything, so the readers' third outcome can be driven deterministically (the detector itself is measured in
+    tests/test_outliers.py and benchmarks/outlier_exposure.py)."""
+    from lenet.checkpoint import load_checkpoint, save_checkpoint
+    return save_checkpoint({**load_checkpoint(checkpoint), "refuse_below": 1e6}, path)
+
+
 def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
     """condition()'s first true value, polled until `timeout` s pass; AssertionError naming `what` after that."""
     deadline = time.monotonic() + timeout

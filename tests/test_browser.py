@@ -1,5 +1,6 @@
 """In a real browser: JupyterLab runs the your-own-digits notebook up to its pad, the mouse draws digits on the
-pad, the pad reads them; and a pad made with `save_dir` saves a drawing under the digit button clicked.
+pad, the pad reads them; a pad made with `save_dir` saves a drawing under the digit button clicked; and a pad whose
+model refuses the drawing says "that doesn't look like a digit".
 
 Needs Playwright for Python and a Chromium on PATH (Debian: `apt-get install chromium`); Playwright's own
 browser download is not used. Skips without them or without the real MNIST files. Leaves a screenshot in
@@ -21,7 +22,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, free_port, real_mnist_dir
+from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, free_port, real_mnist_dir, refusing_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 # The notebook that ends with the pad, found by name so that renumbering the notebooks does not break the test.
@@ -185,17 +186,20 @@ def test_digits_drawn_with_the_mouse_in_jupyterlab_are_read_and_clear_resets(jup
     expect(message).to_contain_text("it's a 4", timeout=15_000)
 
 
-def test_a_label_button_saves_the_drawing_into_save_dir(lab_root, jupyter_lab, page):
+def test_a_label_button_saves_the_drawing_and_a_refusing_model_says_not_a_digit(lab_root, jupyter_lab, page):
     import nbformat  # a dependency of jupyterlab itself
+    # A second pad below, with a model that answers "not a digit" to everything (helpers.refusing_copy).
+    refusing_copy(next((lab_root / "runs").glob("*/checkpoints/best.pt")), lab_root / "refusing.pt")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        'from lenet.apps.pad import draw_and_predict\ndraw_and_predict(runs_dir="../runs", save_dir="my_digits")')],
+        'from lenet.apps.pad import draw_and_predict\ndraw_and_predict(runs_dir="../runs", save_dir="my_digits")'),
+        nbformat.v4.new_code_cell('draw_and_predict(checkpoint="../refusing.pt")')],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
     nbformat.write(notebook, lab_root / "notebooks" / "save_digits.ipynb")
     base, token = jupyter_lab
     expect = playwright_api.expect
     run_all_cells(page, base, token, "notebooks/save_digits.ipynb")
 
-    pad = page.get_by_test_id("digit-pad")
+    pad, refusing = page.get_by_test_id("digit-pad").first, page.get_by_test_id("digit-pad").nth(1)
     pad.wait_for(timeout=90_000)
     saved = pad.get_by_test_id("save-message")
     pad.get_by_test_id("save-7").click()  # nothing drawn yet
@@ -210,3 +214,10 @@ def test_a_label_button_saves_the_drawing_into_save_dir(lab_root, jupyter_lab, p
         "canvas => canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data.every(v => v === 255)")
     assert blank
     assert (lab_root / "notebooks" / "my_digits" / "7" / "7_1.png").is_file()
+
+    # The third answer: the second pad's model refuses the drawing, and the pad says so instead of naming a digit.
+    refusing.wait_for(timeout=90_000)
+    refusing.scroll_into_view_if_needed()
+    draw_on_canvas(page, refusing.get_by_test_id("canvas"), SEVEN)
+    expect(refusing.get_by_test_id("message")).to_have_text("that doesn't look like a digit", timeout=15_000)
+    expect(refusing.get_by_test_id("digit")).to_have_text("?")

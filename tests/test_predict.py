@@ -111,12 +111,14 @@ def test_json_output_has_one_object_per_input_with_the_schema(cli_json_with_bad_
     for result in results:
         assert set(result) == JSON_KEYS
         if result["error"] is None:
+            assert result["outcome"] in ("digit", "unsure", "not a digit")
+            assert (result["prediction"] in range(10)) == (result["outcome"] == "digit")
             assert result["prediction"] is None or result["prediction"] in range(10)
             assert len(result["probabilities"]) == 10
             assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-4)
             assert result["probability"] == pytest.approx(max(result["probabilities"]))
         else:
-            assert isinstance(result["error"], str) and result["prediction"] is None
+            assert isinstance(result["error"], str) and result["prediction"] is None and result["outcome"] is None
     failed = {Path(result["file"]).name for result in results if result["error"]}
     assert failed == set(bad_inputs[1])
 
@@ -205,20 +207,50 @@ def test_batched_predictions_match_one_at_a_time(tiny_checkpoint, tmp_path):
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
 
 
-def uniform_predictor(tmp_path) -> Predictor:
-    """A model whose last layer is zero, so it gives every class 10%."""
+def uniform_predictor(tmp_path, **stored) -> Predictor:
+    """A model whose last layer is zero, so it gives every class 10%; `stored` adds fields to its checkpoint."""
     model = LeNet5()
     torch.nn.init.zeros_(model.fc3.weight)
     path = save_checkpoint({"model": model.state_dict(), "config": Config().to_dict(), "epoch": 1,
-                            "normalization": {"mean": 0.13, "std": 0.31}, "classes": [str(d) for d in range(10)]},
-                           tmp_path / "uniform.pt")
+                            "normalization": {"mean": 0.13, "std": 0.31}, "classes": [str(d) for d in range(10)],
+                            **stored}, tmp_path / "uniform.pt")
     return load_model(path)
+
+
+def test_an_image_below_the_stored_evidence_threshold_is_not_a_digit(tmp_path, capsys):
+    # A flat softmax's evidence is logsumexp(b) = log(10) + b for equal biases b: a threshold above it refuses.
+    model = uniform_predictor(tmp_path, refuse_below=50.0)
+    assert model.refuse_below == 50.0
+    prediction, = predict(model, [drawn_seven(tmp_path / "seven.png")])
+    assert prediction.outcome == "not a digit" and prediction.label is None and prediction.unsure
+    assert prediction.evidence < 50.0
+    assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path)]) == 0
+    assert "seven.png: not a digit (best guess" in capsys.readouterr().out
+    assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path), "--json"]) == 0
+    answer, = json.loads(capsys.readouterr().out)
+    assert answer["outcome"] == "not a digit" and answer["prediction"] is None
+    assert answer["evidence"] == pytest.approx(prediction.evidence, abs=1e-3)
+
+
+def test_the_three_outcomes_follow_the_evidence_then_the_top_probability(tmp_path):
+    never = uniform_predictor(tmp_path)  # a checkpoint without a threshold never refuses
+    prediction, = predict(never, [drawn_seven(tmp_path / "seven.png")])
+    assert never.refuse_below is None and prediction.outcome == "unsure" and prediction.label is None
+    low = uniform_predictor(tmp_path, refuse_below=-50.0)
+    prediction, = predict(low, [drawn_seven(tmp_path / "seven.png")])
+    assert prediction.outcome == "unsure"  # enough evidence, but no digit at 50% or more
+
+
+@pytest.mark.parametrize("value", ["high", float("nan"), float("inf"), [1.0]])
+def test_a_damaged_refusal_threshold_is_refused_in_one_sentence(tmp_path, value):
+    with pytest.raises(LenetError, match="refusal threshold .* is not a finite number"):
+        uniform_predictor(tmp_path, refuse_below=value)
 
 
 def test_a_low_top_probability_is_reported_as_unsure(tmp_path, capsys):
     model = uniform_predictor(tmp_path)
     prediction, = predict(model, [drawn_seven(tmp_path / "seven.png")])
-    assert prediction.unsure and prediction.label is None
+    assert prediction.unsure and prediction.label is None and prediction.outcome == "unsure"
     assert prediction.probability == pytest.approx(0.1)
     assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path)]) == 0
     out = capsys.readouterr().out

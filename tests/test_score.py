@@ -27,9 +27,11 @@ class ShapeReader(torch.nn.Module):
         return logits  # all zeros: 10% each, below UNSURE_BELOW
 
 
-def reader() -> Predictor:
+def reader(refuse_below: float | None = None) -> Predictor:
+    """The shape reader; with `refuse_below` 5, a square (evidence log 10 = 2.3) is "not a digit"."""
     return Predictor(network=ShapeReader(), mean=0.0, std=1.0, classes=[str(digit) for digit in range(10)],
-                     device=torch.device("cpu"), checkpoint_path=Path("runs/shapes/checkpoints/best.pt"))
+                     device=torch.device("cpu"), checkpoint_path=Path("runs/shapes/checkpoints/best.pt"),
+                     refuse_below=refuse_below)
 
 
 def drawing(shape: str) -> Image.Image:
@@ -80,6 +82,44 @@ def test_the_score_counts_accuracy_per_digit_confusions_and_unsure(tmp_path):
     assert result.errors == []
 
 
+def mixed_folder(root: Path) -> Path:
+    """Digits in 1/ and 7/, and not-digits in none/: a square (refused) and a tall bar (read as a 1)."""
+    for folder, name, shape in [("1", "a.png", "tall"), ("7", "d.png", "square"), ("none", "ring.png", "square"),
+                                ("none", "bar.png", "tall")]:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        drawing(shape).save(root / folder / name)
+    return root
+
+
+def test_images_that_are_not_digits_are_right_when_refused(tmp_path):
+    items = labelled_images(mixed_folder(tmp_path))
+    assert [(path.name, label) for path, label in items] == \
+        [("a.png", 1), ("d.png", 7), ("bar.png", None), ("ring.png", None)]
+    result = score(reader(refuse_below=5.0), items)
+    assert (result.correct, result.wrong, result.unsure, result.refused) == (2, 1, 0, 2)
+    assert result.non_digits == (1, 2) and result.per_digit() == {1: (1, 1), 7: (0, 1)}
+    assert result.confusions() == [(None, 1, 1)]
+    assert [item.file.name for item in result.misread] == ["d.png", "bar.png"]
+    without = score(reader(), items)  # a model without a threshold never refuses: the square is only unsure
+    assert (without.correct, without.unsure, without.refused) == (1, 2, 0)
+
+
+def test_the_cli_counts_each_outcome_for_a_mixed_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(predict_module, "load_model", lambda *args, **kwargs: reader(refuse_below=5.0))
+    folder = labels_json(tmp_path / "flat", {"a.png": 1, "d.png": None, "c.png": "none", "e.png": 4})
+    assert main([str(folder), "--no-sheet"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy 75.0% (3/4): 1 wrong, 0 unsure, 1 not a digit" in out
+    assert 'not digits: 50% answered "not a digit" (1/2), 0 unsure, 1 read as a digit' in out
+    assert "confusions (label -> read as): not a digit -> 1 x1" in out
+    assert "c.png: not a digit read as 1 (100%)" in out
+    assert main([str(folder), "--no-sheet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["outcomes"] == {"digits": {"digit": 2, "unsure": 0, "not a digit": 0},
+                                  "not_digits": {"digit": 1, "unsure": 0, "not a digit": 1}}
+    assert result["not_a_digit"] == 1 and result["confusions"] == [{"label": None, "read_as": 1, "count": 1}]
+
+
 def test_digit_folders_and_a_labels_file_give_the_same_score(tmp_path):
     from_folders = score(reader(), labelled_images(digit_folders(tmp_path / "sorted")))
     from_labels = score(reader(), labelled_images(labels_json(tmp_path / "flat")))
@@ -98,7 +138,7 @@ def test_the_cli_prints_the_score_and_writes_a_contact_sheet_of_the_misread(tmp_
     sheet = tmp_path / "out" / "misread.png"
     assert main([str(digit_folders(tmp_path / "digits")), "--sheet", str(sheet)]) == 0
     out, err = capsys.readouterr()
-    assert "accuracy 40.0% (2/5): 2 wrong, 1 unsure" in out
+    assert "accuracy 40.0% (2/5): 2 wrong, 1 unsure, 0 not a digit" in out
     assert "per digit: 1 50% (1/2)  4 100% (1/1)  7 0% (0/2)" in out
     assert "confusions (label -> read as): 1 -> 4 x1, 7 -> 1 x1" in out
     assert "b.png: 1 read as 4 (100%)" in out and "d.png: 7: unsure (best guess 0, 10%)" in out
@@ -130,7 +170,7 @@ def test_no_sheet_is_written_when_nothing_is_misread(tmp_path, shapes, capsys):
     folder = labels_json(tmp_path / "flat", {"a.png": 1, "e.png": 4})
     sheet = tmp_path / "misread.png"
     assert main([str(folder), "--sheet", str(sheet)]) == 0
-    assert "accuracy 100.0% (2/2): 0 wrong, 0 unsure" in capsys.readouterr().out
+    assert "accuracy 100.0% (2/2): 0 wrong, 0 unsure, 0 not a digit" in capsys.readouterr().out
     assert not sheet.exists()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import load_test
-from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas
+from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, refusing_copy
 from lenet.apps.pad import BRUSH_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +107,19 @@ def test_clear_resets_the_pad_and_the_answer(page):
 def test_a_drawn_seven_is_read_as_7_after_clear(page):
     draw_on_canvas(page, page.get_by_test_id("canvas"), SEVEN)
     expect(page.get_by_test_id("digit")).to_have_text("7")
+
+
+def test_a_model_that_refuses_the_drawing_says_it_does_not_look_like_a_digit(mnist_checkpoint, tmp_path):
+    refusing = refusing_copy(mnist_checkpoint, tmp_path / "refusing.pt")
+    with load_test.serving(refusing, log=tmp_path / "serve.log") as url, \
+            playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 640})
+            page.goto(f"{url}/")
+            draw_on_canvas(page, page.get_by_test_id("canvas"), SEVEN)
+            expect(page.get_by_test_id("message")).to_have_text("that doesn't look like a digit")
+            expect(page.get_by_test_id("digit")).to_have_text("?")  # no digit claimed; the bars still show
+            expect(page.locator(".lenet-bar.lenet-top")).to_have_count(1)
+        finally:
+            browser.close()

@@ -51,9 +51,9 @@ def test_tensorboard_logs_scalars_histograms_images_and_hparams(tiny_config):
     assert "inputs" in tags["images"] and tags["graph"]
 
 
-@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
-def test_resume_ends_where_an_uninterrupted_run_would(tiny_config, schedule):
-    config = dataclasses.replace(tiny_config, schedule=schedule, max_shift=1, patience=0)
+@pytest.mark.parametrize("schedule, scribbles", [("constant", 0), ("onecycle", 0), ("onecycle", 8)])
+def test_resume_ends_where_an_uninterrupted_run_would(tiny_config, schedule, scribbles):
+    config = dataclasses.replace(tiny_config, schedule=schedule, max_shift=1, patience=0, scribbles=scribbles)
     full = fit(dataclasses.replace(config, run_name="full"), verbose=False)
     with pytest.raises(KeyboardInterrupt):
         fit(dataclasses.replace(config, run_name="cut"), callbacks=[StopAfter(2)], verbose=False)

@@ -1,0 +1,106 @@
+"""Things that are not digits (lenet.outliers): the scribbles drawn as MNIST's digits are drawn, served beside each
+training batch, the evidence score and the threshold fitted on validation and stored in best.pt."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from lenet.checkpoint import load_checkpoint
+from lenet.config import Config, ConfigError
+from lenet.data import Augmentation
+from lenet.inference.predict import NOT_A_DIGIT, load_model, predict
+from lenet.outliers import (BANK, BOX, CENTRE, FIELD, Scribbles, evidence, refusal_threshold, scribbles,
+                            uniform_loss)
+from lenet.train import fit
+
+
+def test_scribbles_are_white_strokes_on_black_in_a_28x28_field():
+    images = scribbles(300, torch.Generator().manual_seed(0))
+    assert images.shape == (300, FIELD, FIELD) and images.dtype == torch.float32
+    assert images.min() == 0 and images.max() == 1
+    ink = images.flatten(1).sum(1)
+    assert (ink > 20).all()  # every scribble has strokes: a 20-px line of a 2.3 px pen is ~46
+    border = images[:, 0].sum(1) + images[:, -1].sum(1) + images[:, :, 0].sum(1) + images[:, :, -1].sum(1)
+    assert (border == 0).float().mean() > 0.9  # centring by mass moves a lopsided few to the edge, as in MNIST
+
+
+def test_scribbles_are_centred_by_mass_with_their_longer_side_20px():
+    images = scribbles(200, torch.Generator().manual_seed(1))
+    grid = torch.arange(FIELD, dtype=torch.float32)
+    mass = images.sum((1, 2))
+    rows, columns = (images.sum(2) * grid).sum(1) / mass, (images.sum(1) * grid).sum(1) / mass
+    offsets = torch.cat([rows - CENTRE, columns - CENTRE]).abs()
+    assert offsets.mean() < 0.5 and offsets.max() < 2.0  # the mass of the pen's path, not of its rounded ends
+    inked = images > 0.5
+    height = inked.any(2).sum(1)
+    width = inked.any(1).sum(1)
+    longer = torch.maximum(height, width).float()
+    assert (longer <= BOX + 1).all() and (longer >= BOX - 2).float().mean() > 0.9  # a few short strokes fade
+
+
+def test_the_same_generator_draws_the_same_scribbles_and_another_draws_others():
+    first = scribbles(50, torch.Generator().manual_seed(7))
+    assert torch.equal(first, scribbles(50, torch.Generator().manual_seed(7)))
+    assert not torch.equal(first, scribbles(50, torch.Generator().manual_seed(8)))
+    assert scribbles(0).shape == (0, FIELD, FIELD)
+    with pytest.raises(ValueError, match="count must be >= 0"):
+        scribbles(-1)
+
+
+def test_the_uniform_loss_is_lowest_for_flat_logits():
+    flat, peaked = torch.zeros(4, 10), torch.eye(10)[:4] * 10
+    assert uniform_loss(flat).item() == pytest.approx(torch.log(torch.tensor(10.0)).item())
+    assert uniform_loss(peaked) > uniform_loss(flat)
+
+
+def test_scribbles_are_served_normalized_and_the_same_for_the_same_seed_and_epoch():
+    served = Scribbles.drawn(6, 0.5, mean=0.13, std=0.31, seed=3, augmentation=Augmentation(max_shift=2))
+    assert served.bank.shape == (BANK, 1, FIELD, FIELD)
+    assert served.bank.min().item() == pytest.approx(-0.13 / 0.31)  # black background, normalized like the digits
+    served.epoch = 2
+    first, second = next(iter(served)), next(iter(served))
+    assert first.shape == (6, 1, FIELD, FIELD) and torch.equal(first, second)
+    stream = iter(served)
+    assert not torch.equal(next(stream), next(stream))  # each step gets new ones
+    served.epoch = 3
+    assert not torch.equal(next(iter(served)), first)
+
+
+def test_the_refusal_threshold_keeps_the_chosen_share_of_validation_digits():
+    logits = torch.randn(10_000, 10, generator=torch.Generator().manual_seed(0)) * 3
+    threshold = refusal_threshold(logits, temperature=2.0, keep=0.95)
+    kept = (evidence(logits, 2.0) >= threshold).float().mean().item()
+    assert kept == pytest.approx(0.95, abs=0.001)
+    assert evidence(torch.tensor([[9.0, 0, 0], [0.0, 0, 0]]))[0] > evidence(torch.tensor([[0.0, 0, 0]]))[0]
+    with pytest.raises(ValueError, match="keep must be in"):
+        refusal_threshold(logits, keep=0)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("scribbles", -1, "scribbles must be between 0 and 1024"),
+    ("scribbles", 5000, "scribbles must be between 0 and 1024"),
+    ("outlier_weight", -0.5, "outlier_weight must be between 0 and 10"),
+    ("outlier_weight", float("nan"), "outlier_weight must be a finite number"),
+])
+def test_bad_scribble_settings_are_one_clear_sentence(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(**{name: value})
+
+
+def test_a_config_saved_before_scribbles_existed_trained_without_them():
+    saved = {k: v for k, v in Config().to_dict().items() if k not in ("scribbles", "outlier_weight")}
+    assert Config.from_dict(saved).scribbles == 0
+
+
+def test_training_with_scribbles_teaches_the_network_to_refuse_them(tiny_config):
+    config = dataclasses.replace(tiny_config, scribbles=16, epochs=4, run_name="scribbles")
+    result = fit(config, verbose=False)
+    best = load_checkpoint(tiny_config.runs_dir + "/scribbles/checkpoints/best.pt")
+    assert isinstance(best["refuse_below"], float) and best["refuse_below"] == result["refuse_below"]
+    predictor = load_model(tiny_config.runs_dir + "/scribbles/checkpoints/best.pt")
+    assert predictor.refuse_below == result["refuse_below"]
+    unseen = scribbles(100, torch.Generator().manual_seed(12345))  # not from the training bank's generator
+    answers = predict(predictor, list(unseen.numpy()))
+    refused = sum(answer.outcome == NOT_A_DIGIT and answer.label is None for answer in answers)
+    assert refused >= 70, refused  # the threshold keeps 99% of validation digits
