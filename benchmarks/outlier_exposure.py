@@ -28,12 +28,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from benchmarks.recipes import parse_recipe  # noqa: E402
 from lenet.cli import run_command  # noqa: E402
 from lenet.config import Config  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402
 from lenet.files import require_regular_file, write_json  # noqa: E402
 from lenet.inference.images import image_files_in  # noqa: E402
-from lenet.inference.predict import DIGIT, NOT_A_DIGIT, Predictor, load_model, prepare, classify  # noqa: E402
+from lenet.inference.predict import DIGIT, NOT_A_DIGIT, Predictor, classify, load_model, prepare  # noqa: E402
 from lenet.inference.preprocess import PreprocessError  # noqa: E402
 from lenet.runs import BEST, checkpoint_path  # noqa: E402
 from lenet.train import fit  # noqa: E402
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scribbles", type=int, nargs="+", default=[0, 16],
                         help="scribbles per training batch, one run per value and seed (default: 0 16)")
     parser.add_argument("--epochs", type=int, default=Config.epochs, help="maximum epochs (default: the recipe's)")
+    parser.add_argument("--recipe", default="", help="other Config overrides, e.g. \"val_size=200 batch_size=32\" "
+                                                     "(default: none)")
     parser.add_argument("--data-dir", default=os.environ.get("LENET_DATA_DIR"),
                         help="where MNIST lives (default: $LENET_DATA_DIR, else ./data)")
     parser.add_argument("--save", type=Path, default=None, help="write every answer and evidence to this JSON file")
@@ -81,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as runs_dir:
             for per_batch in args.scribbles:
                 for seed in args.seeds:
-                    config = Config(seed=seed, epochs=args.epochs, data_dir=args.data_dir, scribbles=per_batch,
-                                    runs_dir=runs_dir, run_name=f"scribbles{per_batch}-seed{seed}")
+                    config = Config(**{**parse_recipe(args.recipe), "seed": seed, "epochs": args.epochs,
+                                       "data_dir": args.data_dir, "scribbles": per_batch, "runs_dir": runs_dir,
+                                       "run_name": f"scribbles{per_batch}-seed{seed}"})
                     result = fit(config, verbose=False)
                     predictor = load_model(checkpoint_path(Path(result["run_dir"]), BEST))
                     on_others, on_digits = answers(predictor, others), answers(predictor, digits)

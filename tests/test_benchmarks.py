@@ -41,3 +41,32 @@ def test_the_detector_benchmark_names_a_missing_labels_file_in_one_line(tiny_che
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'labels.json'} does not exist: pass a folder "
                                                   "with a labels.json."]
+
+
+@pytest.mark.slow
+def test_the_refusal_benchmark_trains_reads_both_folders_and_saves_every_answer(tiny_mnist, tmp_path):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from helpers import drawn_seven
+    from lenet.outliers import scribbles
+
+    digits, others = tmp_path / "digits", tmp_path / "others"
+    digits.mkdir(), others.mkdir()
+    (digits / "labels.json").write_text(json.dumps({"a.png": 7, "b.png": 7}))
+    drawn_seven(digits / "a.png"), drawn_seven(digits / "b.png", 200)
+    for index, image in enumerate(scribbles(3, torch.Generator().manual_seed(5))):
+        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_exposure.py"), "--non-digits", str(others),
+                             "--digits", str(digits), "--seeds", "0", "--scribbles", "0", "4", "--epochs", "1",
+                             "--data-dir", str(tiny_mnist), "--recipe", "val_size=200 batch_size=32",
+                             "--save", str(tmp_path / "answers.json")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 0 |") or line.startswith("| 4 |")]
+    assert len(rows) == 4 and "mean of 1" in rows[1] + rows[3]
+    saved = json.loads((tmp_path / "answers.json").read_text())
+    assert [run["scribbles"] for run in saved] == [0, 4]
+    assert all(len(run["non_digits"]) == 3 and len(run["digits"]) == 2 for run in saved)
+    assert all(answer["outcome"] in ("digit", "unsure", "not a digit") for run in saved for answer in run["non_digits"])

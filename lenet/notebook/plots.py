@@ -309,3 +309,38 @@ def plot_augmentations(image: torch.Tensor, augmentation: Augmentation, copies: 
                 spine.set_linewidth(2.5)
     figure.tight_layout()
     return figure
+
+
+def plot_reliability(tables: Mapping[str, Mapping[str, Sequence[float]]], ax: Axes | None = None) -> Axes:
+    """Reliability diagrams (`lenet.calibration.reliability` tables, one per name): the accuracy of each confidence
+    bin against its mean confidence, dot size by the share of images in it; on the diagonal, "90% sure" is right
+    90% of the time."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for name, table in tables.items():
+        used = [i for i, share in enumerate(table["share"]) if share > 0]
+        confidence = [table["confidence"][i] for i in used]
+        ax.plot(confidence, [table["accuracy"][i] for i in used], marker="o", label=name)
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def plot_tradeoff(curves: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray, tuple[float, float]]]],
+                  ax: Axes | None = None) -> Axes:
+    """Non-digits refused against real digits kept, one line per (name, seed) as the refusal threshold sweeps; each
+    run's operating point (the threshold stored in its checkpoint) is marked with a star."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for color, (name, runs) in zip(colors, curves.items()):
+        for index, (kept, refused, (point_kept, point_refused)) in enumerate(runs):
+            ax.plot(kept, refused, color=color, alpha=0.8, linewidth=1.2, label=name if index == 0 else None)
+            ax.plot([point_kept], [point_refused], marker="*", markersize=12, color=color, markeredgecolor="black",
+                    linestyle="none", label="stored threshold" if index == 0 and color == colors[0] else None)
+    ax.set(xlabel="real digits read right (share)", ylabel="non-digits answered \"not a digit\" (share)",
+           ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return ax
