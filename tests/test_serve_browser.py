@@ -109,17 +109,15 @@ def test_a_drawn_seven_is_read_as_7_after_clear(page):
     expect(page.get_by_test_id("digit")).to_have_text("7")
 
 
-def test_a_model_that_refuses_the_drawing_says_it_does_not_look_like_a_digit(mnist_checkpoint, tmp_path):
+def test_a_model_that_refuses_the_drawing_says_it_does_not_look_like_a_digit(page, mnist_checkpoint, tmp_path):
     refusing = refusing_copy(mnist_checkpoint, tmp_path / "refusing.pt")
-    with load_test.serving(refusing, log=tmp_path / "serve.log") as url, \
-            playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with load_test.serving(refusing, log=tmp_path / "serve.log") as url:
+        other = page.context.browser.new_page(viewport={"width": 900, "height": 640})  # the module's browser
         try:
-            page = browser.new_page(viewport={"width": 900, "height": 640})
-            page.goto(f"{url}/")
-            draw_on_canvas(page, page.get_by_test_id("canvas"), SEVEN)
-            expect(page.get_by_test_id("message")).to_have_text("that doesn't look like a digit")
-            expect(page.get_by_test_id("digit")).to_have_text("?")  # no digit claimed; the bars still show
-            expect(page.locator(".lenet-bar.lenet-top")).to_have_count(1)
+            other.goto(f"{url}/")
+            draw_on_canvas(other, other.get_by_test_id("canvas"), SEVEN)
+            expect(other.get_by_test_id("message")).to_have_text("that doesn't look like a digit")
+            expect(other.get_by_test_id("digit")).to_have_text("?")  # no digit claimed; the bars still show
+            expect(other.locator(".lenet-bar.lenet-top")).to_have_count(1)
         finally:
-            browser.close()
+            other.close()
