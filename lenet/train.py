@@ -59,7 +59,8 @@ def train_one_epoch(model: torch.nn.Module, batches: TensorBatches, optimizer: t
     """One pass over `batches`; returns (mean loss, accuracy). `on_step(loss)` runs after every step.
 
     With `outliers`, each batch of digits goes through the network with a batch of scribbles, and the loss adds
-    `outliers.weight` times their `uniform_loss`: the network learns to be unsure of what is not a digit."""
+    `outliers.weight` times their `uniform_loss`: the network learns to be unsure of what is not a digit. The loss
+    reported (returned, and given to `on_step`) is the digits' cross-entropy alone, comparable with validation's."""
     model.train()
     # Sums stay on the device: calling .item() every step would force a sync each time.
     loss_sum = torch.zeros((), device=batches.labels.device)
@@ -68,20 +69,21 @@ def train_one_epoch(model: torch.nn.Module, batches: TensorBatches, optimizer: t
     for images, labels in tqdm(batches, desc=description, leave=False, disable=None, file=sys.stderr):
         if others is None:
             logits = model(images)
-            loss = F.cross_entropy(logits, labels)
+            loss = digit_loss = F.cross_entropy(logits, labels)
         else:
             both = model(torch.cat([images, next(others)]))
             logits = both[:len(labels)]
-            loss = F.cross_entropy(logits, labels) + outliers.weight * uniform_loss(both[len(labels):])
+            digit_loss = F.cross_entropy(logits, labels)
+            loss = digit_loss + outliers.weight * uniform_loss(both[len(labels):])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        loss_sum += loss.detach() * len(labels)
+        loss_sum += digit_loss.detach() * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         if on_step is not None:
-            on_step(loss.detach())
+            on_step(digit_loss.detach())
     n = len(batches.labels)
     return loss_sum.item() / n, correct.item() / n
 

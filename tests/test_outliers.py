@@ -104,3 +104,14 @@ def test_training_with_scribbles_teaches_the_network_to_refuse_them(tiny_config)
     answers = predict(predictor, list(unseen.numpy()))
     refused = sum(answer.outcome == NOT_A_DIGIT and answer.label is None for answer in answers)
     assert refused >= 70, refused  # the threshold keeps 99% of validation digits
+
+
+def test_the_training_loss_reported_with_scribbles_is_the_digits_cross_entropy(tiny_config):
+    from lenet.train import prepare, scribbles_for, train_one_epoch
+    config = dataclasses.replace(tiny_config, scribbles=8)
+    _, splits, model, _ = prepare(config)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay put: both passes see the same model
+    splits.train.epoch = 1
+    plain = train_one_epoch(model, splits.train, frozen)
+    with_scribbles = train_one_epoch(model, splits.train, frozen, outliers=scribbles_for(config, splits))
+    assert with_scribbles == pytest.approx(plain, rel=1e-4)  # the scribbles' loss shapes the gradient only
