@@ -99,6 +99,7 @@ def render(segments: torch.Tensor, pens: torch.Tensor) -> torch.Tensor:
 
 BANK = 4096  # scribbles drawn once per run; each batch samples and augments some of them
 KEEP = 0.99  # the share of validation digits the refusal threshold keeps
+STEPS = 512  # training steps whose scribbles are picked at once (an epoch of the default recipe is 430)
 
 
 @dataclasses.dataclass
@@ -124,12 +125,14 @@ class Scribbles:
         return cls(bank, per_batch, weight, augmentation, seed)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        """Batches of `per_batch` scribbles, without end."""
+        """Batches of `per_batch` scribbles, without end: the whole bank is augmented once as iteration starts (once
+        an epoch), then each batch picks from it. One large augmentation instead of one small one per step keeps the
+        extra cost low, most of all on a GPU, where small kernels cost their launch."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7)
-        while True:
-            index = torch.randint(0, len(self.bank), (self.per_batch,), generator=generator).to(self.bank.device)
-            images = self.bank[index]
-            yield images if self.augmentation is None else augment(images, self.augmentation, generator)
+        bank = self.bank if self.augmentation is None else augment(self.bank, self.augmentation, generator)
+        while True:  # the picks for STEPS batches at a time, moved to the device in one copy
+            picks = torch.randint(0, len(bank), (STEPS, self.per_batch), generator=generator).to(bank.device)
+            yield from (bank[index] for index in picks)
 
 
 def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
