@@ -97,7 +97,7 @@ def render(segments: torch.Tensor, pens: torch.Tensor) -> torch.Tensor:
     return ink.view(-1, FIELD, FIELD)
 
 
-BANK = 4096  # scribbles drawn once per run; each batch samples and augments some of them
+BANK = 4096  # scribbles drawn once per run and augmented once an epoch; each batch picks some of them
 KEEP = 0.99  # the share of validation digits the refusal threshold keeps
 STEPS = 512  # training steps whose scribbles are picked at once (an epoch of the default recipe is 430)
 
