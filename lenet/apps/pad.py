@@ -119,10 +119,9 @@ class DigitPad(anywidget.AnyWidget):
             self._show_blank(message=str(error))
             return
         probabilities = [float(p) for p in result.probabilities]
-        top = int(np.argmax(probabilities))
         self.drawing = gray
         with self.hold_sync():
-            self.digit = None if result.unsure else top
+            self.digit = result.label  # None unless the outcome is "digit"
             self.probabilities = probabilities
             self.model_input = png_data_url(result.image)
             self.readings += 1
