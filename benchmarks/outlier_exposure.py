@@ -1,20 +1,24 @@
 """Refusing what is not a digit, measured as a user meets it: `lenet-train` with and without scribbles, then
-`lenet-predict`'s answers on drawn non-digits and on people's real digits.
+`lenet-predict`'s answers on drawn non-digits and on people's real digits, with two detectors.
 
 A softmax over ten digits always names one of them. Every run here is `lenet.train.fit` with the recipe's defaults
 and `--scribbles N` pen scribbles beside each training batch (outlier exposure, Hendrycks et al., 2019;
-`lenet.outliers`; N = 0 is the plain recipe). `fit` fits the temperature and the refusal threshold (the evidence
-logsumexp(logits / T) that keeps 99% of validation digits, Liu et al., 2020) and stores both in best.pt. The
-images are then read exactly as `lenet-predict --json` reads them (`lenet.inference.predict.predict`), and each
-answer is one of: a digit, "unsure", "not a digit".
+`lenet.outliers`; N = 0 is the plain recipe). `fit` fits the temperature and the refusal threshold and stores both
+in best.pt with the features of 10,000 training digits. Each run is then read two ways, and each answer is one of:
+a digit, "unsure", "not a digit".
+- familiarity: exactly as `lenet-predict --json` reads (`lenet.inference.predict.classify`): "not a digit" when the
+  image's features are less like the training digits' (the similarity to the 5th nearest) than the stored
+  threshold, which keeps 99% of the validation digits (Sun et al., 2022).
+- evidence: the same, but the score is the energy logsumexp(logits / T) (Liu et al., 2020), its threshold fitted
+  here the same way, on the same validation digits.
 
     python benchmarks/outlier_exposure.py --non-digits ../shared/data/not_digits_dev \
         --digits ../shared/data/real_digits_dev --seeds 0 1 2 --scribbles 0 16
 
-Prints one row per (scribbles per batch, seed) and the mean of each setting: MNIST test accuracy, median seconds
-per epoch, the non-digits answered "not a digit" (and those answered anything but a digit: "not a digit" or
-"unsure", the share the unsure rule alone gave before), and the real digits read right. `--save FILE` writes every
-image's evidence and answer as JSON, for the trade-off curve (`notebooks/09_not_a_digit.ipynb` draws the same).
+Prints one row per (scribbles per batch, detector, seed) and the mean of each setting: MNIST test accuracy, median
+seconds per epoch, the non-digits answered "not a digit" (and those answered anything but a digit: "not a digit" or
+"unsure"), and the real digits read right. `--save FILE` writes every image's scores and answers as JSON, for the
+trade-off curve (`notebooks/09_not_a_digit.ipynb` draws the same).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 from benchmarks.recipes import parse_recipe  # noqa: E402
 from lenet.cli import run_command  # noqa: E402
@@ -34,25 +40,41 @@ from lenet.config import Config  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402
 from lenet.files import require_regular_file, write_json  # noqa: E402
 from lenet.inference.images import image_files_in  # noqa: E402
-from lenet.inference.predict import DIGIT, NOT_A_DIGIT, Predictor, classify, load_model, prepare  # noqa: E402
+from lenet.data import load_splits  # noqa: E402
+from lenet.inference.predict import (DIGIT, NOT_A_DIGIT, UNSURE, UNSURE_BELOW, Predictor, classify,  # noqa: E402
+                                     load_model, prepare)
+from lenet.outliers import evidence, refusal_threshold  # noqa: E402
 from lenet.inference.preprocess import PreprocessError  # noqa: E402
 from lenet.runs import BEST, checkpoint_path  # noqa: E402
-from lenet.train import fit  # noqa: E402
+from lenet.train import fit, predict_logits  # noqa: E402
 
 
-def answers(predictor: Predictor, files: list[Path]) -> list[dict]:
-    """`lenet-predict --json`'s answer for each file: its outcome, digit and evidence (an image preprocessing
-    refuses, such as a blank one, counts as "not a digit")."""
+DETECTORS = ("familiarity", "evidence")
+
+
+def answers(predictor: Predictor, files: list[Path], evidence_below: float) -> list[dict]:
+    """Each file's answer by both detectors: `lenet-predict --json`'s (familiarity) and the one that refuses below
+    `evidence_below` instead, with both scores (an image preprocessing refuses, such as a blank one, is "not a digit"
+    to both)."""
     ready, refused = [], []
     for path in files:
         try:
             ready.append((path, prepare(path, predictor)))
         except PreprocessError:
             refused.append(path)
-    results = [{"file": path.name, "outcome": p.outcome, "prediction": p.label, "evidence": round(p.evidence, 4)}
-               for (path, _), p in zip(ready, classify(predictor, [item for _, item in ready]))]
-    return results + [{"file": path.name, "outcome": NOT_A_DIGIT, "prediction": None, "evidence": None}
-                      for path in refused]
+    items = [item for _, item in ready]
+    energies = [] if not items else evidence(
+        predictor.network(torch.cat([item.tensor for item in items])).detach() / predictor.temperature).tolist()
+    results = []
+    for (path, _), p, energy in zip(ready, classify(predictor, items), energies):
+        by_evidence = NOT_A_DIGIT if energy < evidence_below else UNSURE if p.probability < UNSURE_BELOW else DIGIT
+        results.append({"file": path.name, "familiarity": round(p.familiarity, 4), "evidence": round(energy, 4),
+                        "answers": {"familiarity": {"outcome": p.outcome, "prediction": p.label},
+                                    "evidence": {"outcome": by_evidence, "prediction": p.top(1)[0][0]
+                                                 if by_evidence == DIGIT else None}}})
+    refusal = {"outcome": NOT_A_DIGIT, "prediction": None}
+    return results + [{"file": path.name, "familiarity": None, "evidence": None,
+                       "answers": {detector: refusal for detector in DETECTORS}} for path in refused]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "(default: none)")
     parser.add_argument("--data-dir", default=os.environ.get("LENET_DATA_DIR"),
                         help="where MNIST lives (default: $LENET_DATA_DIR, else ./data)")
-    parser.add_argument("--save", type=Path, default=None, help="write every answer and evidence to this JSON file")
+    parser.add_argument("--save", type=Path, default=None, help="write every answer and score to this JSON file")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -78,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         others = image_files_in(args.non_digits)
         if not digits or not others:
             raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
-        print("| scribbles/batch | seed | MNIST test | s/epoch | non-digits: not a digit | non-digits: no digit claimed "
-              "| real digits read right |\n|---|---|---|---|---|---|---|", flush=True)
+        print("| scribbles/batch | detector | seed | MNIST test | s/epoch | non-digits: not a digit "
+              "| non-digits: no digit claimed | real digits read right |\n|---|---|---|---|---|---|---|---|", flush=True)
         saved, rows = [], {}
         with tempfile.TemporaryDirectory() as runs_dir:
             for per_batch in args.scribbles:
@@ -89,22 +111,30 @@ def main(argv: list[str] | None = None) -> int:
                                        "run_name": f"scribbles{per_batch}-seed{seed}"})
                     result = fit(config, verbose=False)
                     predictor = load_model(checkpoint_path(Path(result["run_dir"]), BEST))
-                    on_others, on_digits = answers(predictor, others), answers(predictor, digits)
-                    refused = sum(a["outcome"] == NOT_A_DIGIT for a in on_others) / len(on_others)
-                    unclaimed = sum(a["outcome"] != DIGIT for a in on_others) / len(on_others)
-                    right = sum(a["prediction"] == labels[a["file"]] for a in on_digits)
+                    validation = load_splits(config.dataset, config.data_dir, config.val_size, seed=config.seed).val
+                    with torch.inference_mode():
+                        evidence_below = refusal_threshold(evidence(
+                            predict_logits(predictor.network, validation).float(), predictor.temperature))
+                    on_others = answers(predictor, others, evidence_below)
+                    on_digits = answers(predictor, digits, evidence_below)
                     seconds = statistics.median(record["seconds"] for record in result["history"])
-                    row = (result["test_accuracy"], seconds, refused, unclaimed, right / len(on_digits))
-                    rows.setdefault(per_batch, []).append(row)
-                    print(f"| {per_batch} | {seed} | {row[0]:.2%} | {seconds:.2f} | {refused:.1%} | {unclaimed:.1%} "
-                          f"| {right}/{len(on_digits)} ({row[4]:.1%}) |", flush=True)
+                    for detector in DETECTORS:
+                        said = [a["answers"][detector] for a in on_others]
+                        refused = sum(a["outcome"] == NOT_A_DIGIT for a in said) / len(said)
+                        unclaimed = sum(a["outcome"] != DIGIT for a in said) / len(said)
+                        right = sum(a["answers"][detector]["prediction"] == labels[a["file"]] for a in on_digits)
+                        row = (result["test_accuracy"], seconds, refused, unclaimed, right / len(on_digits))
+                        rows.setdefault((per_batch, detector), []).append(row)
+                        print(f"| {per_batch} | {detector} | {seed} | {row[0]:.2%} | {seconds:.2f} | {refused:.1%} "
+                              f"| {unclaimed:.1%} | {right}/{len(on_digits)} ({row[4]:.1%}) |", flush=True)
                     saved.append({"scribbles": per_batch, "seed": seed, "test_accuracy": result["test_accuracy"],
                                   "seconds_per_epoch": seconds, "refuse_below": result["refuse_below"],
-                                  "temperature": result["temperature"], "non_digits": on_others,
+                                  "evidence_below": evidence_below, "temperature": result["temperature"],
+                                  "non_digits": on_others,
                                   "digits": [{**a, "label": labels[a["file"]]} for a in on_digits]})
-        for per_batch, values in rows.items():
+        for (per_batch, detector), values in rows.items():
             mean = [statistics.fmean(column) for column in zip(*values)]
-            print(f"| {per_batch} | mean of {len(values)} | {mean[0]:.2%} | {mean[1]:.2f} | {mean[2]:.1%} "
+            print(f"| {per_batch} | {detector} | mean of {len(values)} | {mean[0]:.2%} | {mean[1]:.2f} | {mean[2]:.1%} "
                   f"| {mean[3]:.1%} | {mean[4]:.1%} |")
         if args.save is not None:
             write_json(args.save, saved)

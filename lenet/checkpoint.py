@@ -3,9 +3,10 @@
 A checkpoint is a plain dict: `model` (state dict), `optimizer`, `scheduler`, `schedule_start` (the
 epoch the current learning-rate schedule began at), `config` (a dict), `epoch`, `metrics` (that
 epoch's record), `history`, `normalization` ({"mean", "std"}), `classes`, `rng` (torch's CPU
-generator state) and, once training has ended, `temperature` (see `lenet.calibration`) and
-`refuse_below`, the evidence under which an image is "not a digit" (see `lenet.outliers`); older
-checkpoints have neither. It is written atomically and loaded with `weights_only=True`, so a file that
+generator state) and, once training has ended, `temperature` (see `lenet.calibration`), `familiar`
+(the features of FAMILIAR training digits, float16 unit vectors) and `refuse_below`, the familiarity under which an
+image is "not a digit" (see `lenet.outliers`). Older checkpoints lack some of these: without a temperature the
+softmax is used as it is, and without `familiar` nothing is answered "not a digit". It is written atomically and loaded with `weights_only=True`, so a file that
 carries pickled code is refused and nothing in it runs. Every field a reader uses is validated once,
 here, so a damaged or crafted file is one clear sentence, never a traceback deep inside.
 """
@@ -138,6 +139,13 @@ def validate(checkpoint: Any, path: Path) -> None:
     refuse_below = checkpoint.get("refuse_below")
     if refuse_below is not None and not (isinstance(refuse_below, (int, float)) and math.isfinite(refuse_below)):
         refuse(f"its refusal threshold {refuse_below!r} is not a finite number")
+    familiar = checkpoint.get("familiar")
+    features = weights.get("fc1.weight")
+    width = features.shape[1] if isinstance(features, torch.Tensor) and features.ndim == 2 else None
+    if familiar is not None and not (isinstance(familiar, torch.Tensor) and familiar.ndim == 2 and len(familiar)
+                                     and familiar.is_floating_point() and familiar.shape[1] == width
+                                     and bool(torch.isfinite(familiar).all())):
+        refuse("its familiar features are not a finite (N, 400) tensor")
 
 
 def classes_of(checkpoint: dict[str, Any]) -> list[str]:

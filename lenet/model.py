@@ -21,14 +21,21 @@ class LeNet5(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # (B, num_classes) logits
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 400): what the two convolutions found, flattened; `lenet.outliers` compares them with training digits'."""
         # relu(max_pool(x)) equals max_pool(relu(x)) because relu is monotonic; pooling first
         # applies the activation to 4x fewer values, forward and backward.
         x = F.relu(F.max_pool2d(self.conv1(x), 2))  # (B, 6, 14, 14)
         x = F.relu(F.max_pool2d(self.conv2(x), 2))  # (B, 16, 5, 5)
-        x = torch.flatten(x, 1)  # (B, 400)
-        x = F.relu(self.fc1(x))  # (B, 120)
+        return torch.flatten(x, 1)  # (B, 400)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The three fully connected layers: (B, 400) features -> (B, num_classes) logits."""
+        x = F.relu(self.fc1(features))  # (B, 120)
         x = F.relu(self.fc2(x))  # (B, 84)
-        return self.fc3(x)  # (B, num_classes) logits
+        return self.fc3(x)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -1,17 +1,22 @@
-"""Things that are not digits: generated scribbles to train on, and the threshold that refuses them.
+"""Things that are not digits: the familiarity score that refuses them, and generated scribbles to train on.
 
 A softmax over ten digits always names one of them, so a network trained only on digits calls a letter or a
-squiggle "7, 96% sure". Outlier exposure (Hendrycks, Mazeika and Dietterich, 2019) shows the network non-digits
+squiggle "7, 96% sure". The softmax is the wrong place to ask; the features are a better one. `familiarity` asks
+whether an image *looks like the digits the network was trained on*: it compares the image's convolutional features
+(`LeNet5.features`, 400 numbers) with those of FAMILIAR training digits, kept in every best.pt, and scores it by the
+cosine similarity to its NEIGHBOURS-th nearest one (deep nearest neighbours, Sun et al., 2022). A handwritten
+letter can fool the softmax, but its strokes, corners and loops seldom sit where a digit's do. `refusal_threshold`
+picks the familiarity under which an image is answered "not a digit", on the validation split, so that a chosen
+share of real digits is kept. It needs no change to training.
+
+Training can help too. Outlier exposure (Hendrycks, Mazeika and Dietterich, 2019) shows the network non-digits
 while it trains and asks it to be unsure of them: `uniform_loss` is the cross-entropy from its softmax to the
 uniform distribution. The non-digits need no download: `scribbles` draws 1 to 4 pen strokes (cubic Bezier curves
 or straight lines, some level, often joined end to start), scaled so the longer side is 20 px and centred by mass
 in a 28x28 field with a 2.3-4 px anti-aliased pen, as MNIST's digits and `lenet.inference.preprocess` make them; a
 one-stroke scribble is always curved (a straight one would be a "1"). `Scribbles` serves a batch of them, augmented
-like the digits, beside every training batch (`Config.scribbles`, `Config.outlier_weight`).
-
-After training, `evidence` scores each image by the energy of its calibrated logits, logsumexp(logits / T) (Liu et
-al., 2020): high when one digit's logit stands out, low when none does. `refusal_threshold` picks the score under
-which an image is answered "not a digit", on the validation split, so that a chosen share of real digits is kept.
+like the digits, beside every training batch (`Config.scribbles`, `Config.outlier_weight`). `evidence`, the energy
+logsumexp(logits / T) of Liu et al. (2020), is the score such a model learns to lower; notebook 09 compares both.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import dataclasses
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from lenet.data import Augmentation, augment
 
@@ -99,6 +105,8 @@ def render(segments: torch.Tensor, pens: torch.Tensor) -> torch.Tensor:
 
 BANK = 4096  # scribbles drawn once per run and augmented once an epoch; each batch picks some of them
 KEEP = 0.99  # the share of validation digits the refusal threshold keeps
+FAMILIAR = 10_000  # training digits whose features best.pt keeps (more refuse a little more and weigh more)
+NEIGHBOURS = 5  # familiarity is the similarity to this nearest of them (1 lets one odd training digit vouch)
 STEPS = 512  # training steps whose scribbles are picked at once (an epoch of the default recipe is 430)
 
 
@@ -145,8 +153,36 @@ def evidence(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return torch.logsumexp(logits.float() / temperature, dim=1)
 
 
-def refusal_threshold(logits: torch.Tensor, temperature: float = 1.0, keep: float = KEEP) -> float:
-    """The evidence under which an image is "not a digit": the (1 - keep) quantile of the validation digits'."""
+def refusal_threshold(scores: torch.Tensor, keep: float = KEEP) -> float:
+    """The score under which an image is "not a digit": the (1 - keep) quantile of the validation digits' `scores`
+    (familiarity, or evidence)."""
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
-    return float(torch.quantile(evidence(logits, temperature).cpu(), 1 - keep))
+    return float(torch.quantile(scores.float().cpu(), 1 - keep))
+
+
+@torch.no_grad()
+def familiar_features(model: torch.nn.Module, images: torch.Tensor, count: int = FAMILIAR,
+                      seed: int = 0) -> torch.Tensor:
+    """(min(count, N), 400) float16 unit vectors: the features of `count` of the N normalized training `images`
+    (N, 1, 28, 28), picked at random from `seed`, on the CPU. Half precision halves best.pt's share (8 MB)."""
+    model.eval()
+    picks = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count].to(images.device)
+    features = torch.cat([model.features(images[picks[start:start + CHUNK * 4]]).float()
+                          for start in range(0, len(picks), CHUNK * 4)])
+    return F.normalize(features, dim=1).half().cpu()
+
+
+def familiarity(features: torch.Tensor, familiar: torch.Tensor, neighbours: int = NEIGHBOURS) -> torch.Tensor:
+    """(N,) the cosine similarity of each of `features` (N, 400) to its `neighbours`-th most similar row of `familiar`
+    (unit vectors, as `familiar_features` keeps them): near 1 for a digit like those trained on, lower for the rest."""
+    similarity = F.normalize(features.float(), dim=1) @ familiar.to(features.device, torch.float32).T
+    return similarity.topk(min(neighbours, familiar.shape[0]), dim=1).values[:, -1]
+
+
+def image_familiarity(model: torch.nn.Module, images: torch.Tensor, familiar: torch.Tensor) -> torch.Tensor:
+    """(N,) `familiarity` of normalized images (N, 1, 28, 28) under `model`, in batches, without gradients."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([familiarity(model.features(images[start:start + CHUNK * 4]), familiar)
+                          for start in range(0, len(images), CHUNK * 4)])

@@ -27,7 +27,7 @@ from lenet.data import Augmentation, Splits, TensorBatches, load_splits, resolve
 from lenet.errors import LenetError
 from lenet.files import write_json
 from lenet.model import LeNet5
-from lenet.outliers import Scribbles, refusal_threshold, uniform_loss
+from lenet.outliers import Scribbles, familiar_features, image_familiarity, refusal_threshold, uniform_loss
 
 
 class Interrupted(KeyboardInterrupt):
@@ -226,14 +226,16 @@ def check_finite(loss: float, state: RunState) -> None:
 
 def calibrate_best_checkpoint(state: RunState) -> tuple[float, float]:
     """Load best.pt (early stopping's choice) into the model and fit, on validation, its temperature and the
-    evidence under which an image is "not a digit" (`lenet.outliers`); store both in best.pt and return them."""
+    familiarity under which an image is "not a digit", against the features of FAMILIAR training digits
+    (`lenet.outliers`); store the three in best.pt and return the temperature and the threshold."""
     path = runs.checkpoint_path(state.run_dir, runs.BEST)
     best = load_checkpoint(path, map_location=state.device)
     state.model.load_state_dict(best["model"])
     logits = predict_logits(state.model, state.splits.val)
     temperature = fit_temperature(logits, state.splits.val.labels)
-    refuse_below = refusal_threshold(logits, temperature)
-    save_checkpoint({**best, "temperature": temperature, "refuse_below": refuse_below}, path)
+    familiar = familiar_features(state.model, state.splits.train.images, seed=state.config.seed)
+    refuse_below = refusal_threshold(image_familiarity(state.model, state.splits.val.images, familiar))
+    save_checkpoint({**best, "temperature": temperature, "familiar": familiar, "refuse_below": refuse_below}, path)
     return temperature, refuse_below
 
 

@@ -51,9 +51,9 @@ def synthetic_digits(n: int, seed: int, random_labels: bool = False) -> tuple[to
 
 
 def refusing_copy(checkpoint: Path, path: Path) -> Path:
-    """A copy of `checkpoint` whose refusal threshold is above any image's evidence: it answers "not a digit" to
-    everything, so the readers' third outcome can be driven deterministically (the detector itself is measured in
-    tests/test_outliers.py and benchmarks/outlier_exposure.py)."""
+    """A copy of `checkpoint` whose refusal threshold is above any image's familiarity (a cosine similarity, at most
+    1): it answers "not a digit" to everything, so the readers' third outcome can be driven deterministically (the
+    detector itself is measured in tests/test_outliers.py and benchmarks/outlier_exposure.py)."""
     from lenet.checkpoint import load_checkpoint, save_checkpoint
     return save_checkpoint({**load_checkpoint(checkpoint), "refuse_below": 1e6}, path)
 

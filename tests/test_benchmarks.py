@@ -65,8 +65,10 @@ def test_the_refusal_benchmark_trains_reads_both_folders_and_saves_every_answer(
                              "--save", str(tmp_path / "answers.json")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 0 |") or line.startswith("| 4 |")]
-    assert len(rows) == 4 and "mean of 1" in rows[1] + rows[3]
+    assert len(rows) == 8 and [row.split(" | ")[1] for row in rows[:2]] == ["familiarity", "evidence"]
+    assert all("mean of 1" in row for row in rows[4:])
     saved = json.loads((tmp_path / "answers.json").read_text())
     assert [run["scribbles"] for run in saved] == [0, 4]
     assert all(len(run["non_digits"]) == 3 and len(run["digits"]) == 2 for run in saved)
-    assert all(answer["outcome"] in ("digit", "unsure", "not a digit") for run in saved for answer in run["non_digits"])
+    assert all(answer["answers"][detector]["outcome"] in ("digit", "unsure", "not a digit")
+               for run in saved for answer in run["non_digits"] for detector in ("familiarity", "evidence"))

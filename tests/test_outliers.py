@@ -1,5 +1,6 @@
-"""Things that are not digits (lenet.outliers): the scribbles drawn as MNIST's digits are drawn, served beside each
-training batch, the evidence score and the threshold fitted on validation and stored in best.pt."""
+"""Things that are not digits (lenet.outliers): the familiarity score, the features and threshold fitted on
+validation and stored in best.pt, and the scribbles drawn as MNIST's digits are drawn, served beside each training
+batch."""
 
 import dataclasses
 
@@ -10,8 +11,9 @@ from lenet.checkpoint import load_checkpoint
 from lenet.config import Config, ConfigError
 from lenet.data import Augmentation
 from lenet.inference.predict import NOT_A_DIGIT, load_model, predict
-from lenet.outliers import (BANK, BOX, CENTRE, FIELD, Scribbles, evidence, refusal_threshold, scribbles,
-                            uniform_loss)
+from lenet.model import LeNet5
+from lenet.outliers import (BANK, BOX, CENTRE, FAMILIAR, FIELD, NEIGHBOURS, Scribbles, evidence, familiar_features,
+                            familiarity, image_familiarity, refusal_threshold, scribbles, uniform_loss)
 from lenet.train import fit
 
 
@@ -68,13 +70,50 @@ def test_scribbles_are_served_normalized_and_the_same_for_the_same_seed_and_epoc
 
 
 def test_the_refusal_threshold_keeps_the_chosen_share_of_validation_digits():
-    logits = torch.randn(10_000, 10, generator=torch.Generator().manual_seed(0)) * 3
-    threshold = refusal_threshold(logits, temperature=2.0, keep=0.95)
-    kept = (evidence(logits, 2.0) >= threshold).float().mean().item()
-    assert kept == pytest.approx(0.95, abs=0.001)
+    scores = torch.randn(10_000, generator=torch.Generator().manual_seed(0))
+    threshold = refusal_threshold(scores, keep=0.95)
+    assert (scores >= threshold).float().mean().item() == pytest.approx(0.95, abs=0.001)
     assert evidence(torch.tensor([[9.0, 0, 0], [0.0, 0, 0]]))[0] > evidence(torch.tensor([[0.0, 0, 0]]))[0]
     with pytest.raises(ValueError, match="keep must be in"):
-        refusal_threshold(logits, keep=0)
+        refusal_threshold(scores, keep=0)
+
+
+def test_familiarity_is_the_similarity_to_the_kth_nearest_familiar_feature():
+    familiar = torch.nn.functional.normalize(torch.tensor([[1.0, 0, 0]] * NEIGHBOURS + [[0.0, 1, 0]] * NEIGHBOURS), dim=1)
+    scores = familiarity(torch.tensor([[2.0, 0, 0], [0.0, 3, 0], [0.0, 0, 1], [1.0, 1, 0]]), familiar.half())
+    assert scores.tolist() == pytest.approx([1.0, 1.0, 0.0, 2 ** -0.5], abs=1e-3)
+    lonely = torch.tensor([[1.0, 0, 0]] + [[0.0, 1, 0]] * NEIGHBOURS)  # one near neighbour does not vouch alone
+    assert familiarity(torch.tensor([[1.0, 0, 0]]), lonely).item() == pytest.approx(0.0)
+    assert familiarity(torch.tensor([[1.0, 0, 0]]), lonely[:2]).item() == pytest.approx(0.0)  # k <= rows
+
+
+def test_familiar_features_are_unit_half_precision_rows_of_a_seeded_sample():
+    model, images = LeNet5(), torch.randn(300, 1, FIELD, FIELD, generator=torch.Generator().manual_seed(0))
+    familiar = familiar_features(model, images, count=100, seed=1)
+    assert familiar.shape == (100, 400) and familiar.dtype == torch.float16
+    assert familiar.float().norm(dim=1) == pytest.approx(torch.ones(100), abs=2e-3)
+    assert torch.equal(familiar, familiar_features(model, images, count=100, seed=1))
+    assert not torch.equal(familiar, familiar_features(model, images, count=100, seed=2))
+    assert familiar_features(model, images[:30]).shape == (30, 400)  # fewer training images than FAMILIAR: all
+    assert image_familiarity(model, images[:10], familiar).shape == (10,)
+
+
+def test_best_pt_keeps_familiar_features_and_the_threshold_that_keeps_99_percent(tiny_config):
+    result = fit(dataclasses.replace(tiny_config, epochs=2), verbose=False)
+    best = load_checkpoint(tiny_config.runs_dir + "/tiny/checkpoints/best.pt")
+    assert best["familiar"].dtype == torch.float16 and best["familiar"].shape[1] == 400
+    assert len(best["familiar"]) == min(FAMILIAR, 1200 - tiny_config.val_size)
+    assert isinstance(best["refuse_below"], float) and best["refuse_below"] == result["refuse_below"]
+    predictor = load_model(tiny_config.runs_dir + "/tiny/checkpoints/best.pt")
+    assert predictor.refuse_below == result["refuse_below"] and predictor.familiar.dtype == torch.float32
+
+
+def test_a_plain_model_finds_scribbles_unfamiliar(tiny_checkpoint):
+    # No scribbles in training: the features alone tell the tiny set's bars from pen scribbles.
+    predictor = load_model(tiny_checkpoint)
+    answers = predict(predictor, list(scribbles(100, torch.Generator().manual_seed(12345)).numpy()))
+    refused = sum(answer.outcome == NOT_A_DIGIT and answer.label is None for answer in answers)
+    assert refused >= 70, refused
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -93,7 +132,7 @@ def test_a_config_saved_before_scribbles_existed_trained_without_them():
     assert Config.from_dict(saved).scribbles == 0
 
 
-def test_training_with_scribbles_teaches_the_network_to_refuse_them(tiny_config):
+def test_a_model_trained_with_scribbles_refuses_unseen_ones(tiny_config):
     config = dataclasses.replace(tiny_config, scribbles=16, epochs=4, run_name="scribbles")
     result = fit(config, verbose=False)
     best = load_checkpoint(tiny_config.runs_dir + "/scribbles/checkpoints/best.pt")

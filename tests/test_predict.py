@@ -18,7 +18,7 @@ from lenet.runs import default_checkpoint
 from lenet.inference.predict import Prediction, Predictor, load_model, main, predict
 
 NO_MODEL = "no completed training run in runs/: train one with `make train` (or lenet-train), or pass --checkpoint"
-JSON_KEYS = {"file", "outcome", "evidence", "prediction", "probability", "probabilities", "error"}
+JSON_KEYS = {"file", "outcome", "familiarity", "prediction", "probability", "probabilities", "error"}
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
@@ -217,34 +217,47 @@ def uniform_predictor(tmp_path, **stored) -> Predictor:
     return load_model(path)
 
 
-def test_an_image_below_the_stored_evidence_threshold_is_not_a_digit(tmp_path, capsys):
-    # A flat softmax's evidence is logsumexp(b) = log(10) + b for equal biases b: a threshold above it refuses.
-    model = uniform_predictor(tmp_path, refuse_below=50.0)
-    assert model.refuse_below == 50.0
+FAMILIAR = torch.eye(400)[:8].half()  # eight unit vectors: a drawn 7's features are similar to few of them
+
+
+def test_an_image_below_the_stored_familiarity_threshold_is_not_a_digit(tmp_path, capsys):
+    # A cosine similarity is at most 1: a threshold of 2 refuses every image.
+    model = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=2.0)
+    assert model.refuse_below == 2.0 and model.familiar.shape == (8, 400)
     prediction, = predict(model, [drawn_seven(tmp_path / "seven.png")])
     assert prediction.outcome == "not a digit" and prediction.label is None and prediction.unsure
-    assert prediction.evidence < 50.0
+    assert -1 <= prediction.familiarity < 2.0
     assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path)]) == 0
     assert "seven.png: not a digit (best guess" in capsys.readouterr().out
     assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path), "--json"]) == 0
     answer, = json.loads(capsys.readouterr().out)
     assert answer["outcome"] == "not a digit" and answer["prediction"] is None
-    assert answer["evidence"] == pytest.approx(prediction.evidence, abs=1e-3)
+    assert answer["familiarity"] == pytest.approx(prediction.familiarity, abs=1e-3)
 
 
-def test_the_three_outcomes_follow_the_evidence_then_the_top_probability(tmp_path):
-    never = uniform_predictor(tmp_path)  # a checkpoint without a threshold never refuses
+def test_the_three_outcomes_follow_the_familiarity_then_the_top_probability(tmp_path):
+    never = uniform_predictor(tmp_path)  # a checkpoint without familiar features never refuses
     prediction, = predict(never, [drawn_seven(tmp_path / "seven.png")])
     assert never.refuse_below is None and prediction.outcome == "unsure" and prediction.label is None
-    low = uniform_predictor(tmp_path, refuse_below=-50.0)
+    assert prediction.familiarity is None
+    older = uniform_predictor(tmp_path, refuse_below=50.0)  # a threshold without features is not used
+    assert older.refuse_below is None and predict(older, [tmp_path / "seven.png"])[0].outcome == "unsure"
+    low = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=-2.0)
     prediction, = predict(low, [drawn_seven(tmp_path / "seven.png")])
-    assert prediction.outcome == "unsure"  # enough evidence, but no digit at 50% or more
+    assert prediction.outcome == "unsure"  # familiar enough, but no digit at 50% or more
 
 
 @pytest.mark.parametrize("value", ["high", float("nan"), float("inf"), [1.0]])
 def test_a_damaged_refusal_threshold_is_refused_in_one_sentence(tmp_path, value):
     with pytest.raises(LenetError, match="refusal threshold .* is not a finite number"):
-        uniform_predictor(tmp_path, refuse_below=value)
+        uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=value)
+
+
+@pytest.mark.parametrize("value", [torch.eye(400)[:3, :84], torch.ones(400), torch.full((2, 400), float("nan")),
+                                   torch.zeros(0, 400), torch.ones(2, 400, dtype=torch.int64), "features"])
+def test_damaged_familiar_features_are_refused_in_one_sentence(tmp_path, value):
+    with pytest.raises(LenetError, match=r"familiar features are not a finite \(N, 400\) tensor"):
+        uniform_predictor(tmp_path, familiar=value, refuse_below=0.5)
 
 
 def test_a_low_top_probability_is_reported_as_unsure(tmp_path, capsys):

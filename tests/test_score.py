@@ -14,24 +14,31 @@ from lenet.inference.score import labelled_images, main, score
 
 
 class ShapeReader(torch.nn.Module):
-    """A stand-in network with known answers: a tall shape is a 1, a wide one a 4, anything else unsure."""
+    """A stand-in network with known answers: a tall shape is a 1, a wide one a 4, anything else unsure. Its
+    features say which it saw: a one in the first (tall), second (wide) or third (other) of 400 places."""
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10)
-        logits = torch.zeros(batch.shape[0], 10)
+    def features(self, batch: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 400)
+        features = torch.zeros(batch.shape[0], 400)
         for index, image in enumerate(batch[:, 0] > 0.5):
             height, width = int(image.any(dim=1).sum()), int(image.any(dim=0).sum())
-            if height > 2 * width:
-                logits[index, 1] = 10.0
-            elif width > 2 * height:
-                logits[index, 4] = 10.0
-        return logits  # all zeros: 10% each, below UNSURE_BELOW
+            features[index, 0 if height > 2 * width else 1 if width > 2 * height else 2] = 1.0
+        return features
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:  # all zeros for "other": 10% each, below UNSURE_BELOW
+        logits = torch.zeros(features.shape[0], 10)
+        logits[:, 1], logits[:, 4] = 10.0 * features[:, 0], 10.0 * features[:, 1]
+        return logits
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(batch))
 
 
 def reader(refuse_below: float | None = None) -> Predictor:
-    """The shape reader; with `refuse_below` 5, a square (evidence log 10 = 2.3) is "not a digit"."""
+    """The shape reader; with `refuse_below` 0.5, a square (no familiar feature) is "not a digit"."""
+    familiar = torch.eye(400)[[0] * 5 + [1] * 5] if refuse_below is not None else None  # tall and wide shapes
     return Predictor(network=ShapeReader(), mean=0.0, std=1.0, classes=[str(digit) for digit in range(10)],
                      device=torch.device("cpu"), checkpoint_path=Path("runs/shapes/checkpoints/best.pt"),
-                     refuse_below=refuse_below)
+                     familiar=familiar, refuse_below=refuse_below)
 
 
 def drawing(shape: str) -> Image.Image:
@@ -95,7 +102,7 @@ def test_images_that_are_not_digits_are_right_when_refused(tmp_path):
     items = labelled_images(mixed_folder(tmp_path))
     assert [(path.name, label) for path, label in items] == \
         [("a.png", 1), ("d.png", 7), ("bar.png", None), ("ring.png", None)]
-    result = score(reader(refuse_below=5.0), items)
+    result = score(reader(refuse_below=0.5), items)
     assert (result.correct, result.wrong, result.unsure, result.refused) == (2, 1, 0, 2)
     assert result.non_digits == (1, 2) and result.per_digit() == {1: (1, 1), 7: (0, 1)}
     assert result.confusions() == [(None, 1, 1)]
@@ -105,7 +112,7 @@ def test_images_that_are_not_digits_are_right_when_refused(tmp_path):
 
 
 def test_the_cli_counts_each_outcome_for_a_mixed_folder(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(predict_module, "load_model", lambda *args, **kwargs: reader(refuse_below=5.0))
+    monkeypatch.setattr(predict_module, "load_model", lambda *args, **kwargs: reader(refuse_below=0.5))
     folder = labels_json(tmp_path / "flat", {"a.png": 1, "d.png": None, "c.png": "none", "e.png": 4})
     assert main([str(folder), "--no-sheet"]) == 0
     out = capsys.readouterr().out

@@ -4,8 +4,9 @@ The model answers with a probability for each class, calibrated with the tempera
 checkpoint (see `lenet.calibration`), and one of three outcomes:
     "digit"        the top class, at UNSURE_BELOW or more;
     "unsure"       the image looks like a digit but the top probability is below UNSURE_BELOW;
-    "not a digit"  the evidence logsumexp(logits / T) is below the checkpoint's `refuse_below` (see
-                   `lenet.outliers`): no class answers strongly, whatever the softmax says.
+    "not a digit"  the image's familiarity, how much its features look like those of the training digits kept
+                   in the checkpoint, is below the checkpoint's `refuse_below` (see `lenet.outliers`), whatever
+                   the softmax says.
 The label is None unless the outcome is "digit", rather than a confident-looking wrong digit.
 """
 
@@ -32,7 +33,7 @@ from lenet.files import checked_path, explain_os_error
 from lenet.inference.images import image_files_in
 from lenet.inference.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
 from lenet.model import LeNet5
-from lenet.outliers import evidence
+from lenet.outliers import familiarity
 from lenet.runs import BEST, CHECKPOINTS, METRICS, RUNS_DIR, default_checkpoint, run_dir_of
 
 UNSURE_BELOW = 0.5  # a top probability under this is reported as "unsure", not as a digit
@@ -52,7 +53,8 @@ class Predictor:
     device: torch.device
     checkpoint_path: Path
     temperature: float = 1.0  # logits are divided by it before the softmax (1.0: an uncalibrated checkpoint)
-    refuse_below: float | None = None  # evidence under which an image is "not a digit" (None: never refused)
+    familiar: torch.Tensor | None = None  # (N, 400) features of training digits, on `device` (None: never refused)
+    refuse_below: float | None = None  # familiarity under which an image is "not a digit"
     epoch: int | None = None  # the training epoch the checkpoint was saved at
     test_accuracy: float | None = None  # from the run's metrics.json, when it has one
     loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -78,7 +80,7 @@ class Prediction:
     probabilities: list[float]  # one per class, summing to 1
     image: np.ndarray = field(repr=False)  # (28, 28) float32 in [0, 1]: what the model saw
     outcome: str = DIGIT  # DIGIT, UNSURE or NOT_A_DIGIT
-    evidence: float | None = None  # logsumexp(logits / T); below the checkpoint's refuse_below: not a digit
+    familiarity: float | None = None  # see `lenet.outliers`; below the checkpoint's refuse_below: not a digit
 
     @property
     def unsure(self) -> bool:
@@ -102,10 +104,13 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     except (RuntimeError, AssertionError) as error:  # an unknown or absent device
         raise LenetError(f"device {device} cannot be used ({str(error).splitlines()[0]}): use cpu.") from None
     normalization = checkpoint["normalization"]
+    familiar, refuse_below = checkpoint.get("familiar"), checkpoint.get("refuse_below")
+    refuses = familiar is not None and refuse_below is not None  # an older best.pt may hold one without the other
     return Predictor(network=network, mean=float(normalization["mean"]), std=float(normalization["std"]),
                      classes=classes_of(checkpoint), device=device, checkpoint_path=path,
                      temperature=float(checkpoint.get("temperature") or 1.0),
-                     refuse_below=None if checkpoint.get("refuse_below") is None else float(checkpoint["refuse_below"]),
+                     familiar=familiar.to(device, torch.float32) if refuses else None,
+                     refuse_below=float(refuse_below) if refuses else None,
                      epoch=checkpoint.get("epoch"),
                      test_accuracy=run_test_accuracy(path))
 
@@ -154,15 +159,17 @@ def classify(predictor: Predictor, inputs: Sequence[Preprocessed]) -> list[Predi
         chunk = inputs[start:start + BATCH_SIZE]
         batch = chunk[0].tensor if len(chunk) == 1 else torch.cat([item.tensor for item in chunk])
         with torch.inference_mode(), one_thread(len(chunk) <= SMALL_BATCH and predictor.device.type == "cpu"):
-            logits = predictor.network(batch.to(predictor.device)).float() / predictor.temperature
+            features = predictor.network.features(batch.to(predictor.device))
+            logits = predictor.network.head(features).float() / predictor.temperature
             probabilities = torch.softmax(logits, dim=1).cpu()  # (B, classes)
-            scores = evidence(logits).cpu()
-        for item, row, score in zip(chunk, probabilities.tolist(), scores.tolist()):
+            scores = ([None] * len(chunk) if predictor.familiar is None
+                      else familiarity(features, predictor.familiar).cpu().tolist())
+        for item, row, score in zip(chunk, probabilities.tolist(), scores):
             top = max(range(len(row)), key=row.__getitem__)
-            outcome = (NOT_A_DIGIT if predictor.refuse_below is not None and score < predictor.refuse_below
+            outcome = (NOT_A_DIGIT if score is not None and score < predictor.refuse_below
                        else UNSURE if row[top] < UNSURE_BELOW else DIGIT)
             predictions.append(Prediction(label=top if outcome == DIGIT else None, probability=row[top],
-                                          probabilities=row, image=item.image, outcome=outcome, evidence=score))
+                                          probabilities=row, image=item.image, outcome=outcome, familiarity=score))
     return predictions
 
 
@@ -226,14 +233,15 @@ def as_json(file: str | None, outcome: Prediction | str) -> dict:
     """The --json object for one input: its prediction, or its error sentence (names made valid UTF-8).
 
     "outcome" is "digit", "unsure" or "not a digit" (null for an error); "prediction" is the digit, null unless the
-    outcome is "digit"; "evidence" is logsumexp(logits / T), which the checkpoint's threshold refuses below."""
+    outcome is "digit"; "familiarity" is how much the image looks like the training digits (`lenet.outliers`), which
+    the checkpoint's threshold refuses below (null for a checkpoint without one)."""
     file = printable(file) if file is not None else None
     if isinstance(outcome, str):
         return {"file": file, "outcome": None, "prediction": None, "probability": None, "probabilities": None,
-                "evidence": None, "error": printable(outcome)}
+                "familiarity": None, "error": printable(outcome)}
     return {"file": file, "outcome": outcome.outcome, "prediction": outcome.label,
             "probability": round(outcome.probability, 6), "probabilities": [round(p, 6) for p in outcome.probabilities],
-            "evidence": None if outcome.evidence is None else round(outcome.evidence, 4), "error": None}
+            "familiarity": None if outcome.familiarity is None else round(outcome.familiarity, 4), "error": None}
 
 
 def predict_parser() -> argparse.ArgumentParser:
