@@ -6,9 +6,10 @@ epoch's record), `history`, `normalization` ({"mean", "std"}), `classes`, `rng` 
 generator state) and, once training has ended, `temperature` (see `lenet.calibration`), `familiar`
 (the features of FAMILIAR training digits, float16 unit vectors) and `refuse_below`, the familiarity under which an
 image is "not a digit" (see `lenet.outliers`). Older checkpoints lack some of these: without a temperature the
-softmax is used as it is, and without `familiar` nothing is answered "not a digit". It is written atomically and loaded with `weights_only=True`, so a file that
-carries pickled code is refused and nothing in it runs. Every field a reader uses is validated once,
-here, so a damaged or crafted file is one clear sentence, never a traceback deep inside.
+softmax is used as it is, and without `familiar` nothing is answered "not a digit". It is written atomically and
+loaded with `weights_only=True`, so a file that carries pickled code is refused and nothing in it runs. Every
+field a reader uses is validated once, here, so a damaged or crafted file is one clear sentence, never a traceback
+deep inside.
 """
 
 from __future__ import annotations
