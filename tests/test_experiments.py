@@ -113,7 +113,7 @@ def test_show_source_gives_the_lines_of_a_function_with_their_numbers_in_its_fil
     text = show_source(model.count_parameters)
     first = inspect.getsourcelines(model.count_parameters)[1]
     assert text.splitlines()[0].startswith(f"lenet/model.py:{first}") and "def count_parameters" in text
-    only = show_source(model.LeNet5.forward, containing=("flatten",)).splitlines()
+    only = show_source(model.LeNet5.features, containing=("torch.flatten",)).splitlines()
     assert len(only) == 1 and "torch.flatten" in only[0]
     number = int(only[0].split(":")[1].split()[0])
     assert "torch.flatten" in inspect.getsource(model).splitlines()[number - 1]
