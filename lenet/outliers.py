@@ -107,6 +107,7 @@ BANK = 4096  # scribbles drawn once per run and augmented once an epoch; each ba
 KEEP = 0.99  # the share of validation digits the refusal threshold keeps
 FAMILIAR = 10_000  # training digits whose features best.pt keeps (more refuse a little more and weigh more)
 NEIGHBOURS = 5  # familiarity is the similarity to this nearest of them (1 lets one odd training digit vouch)
+FEATURE_BATCH = 2048  # images whose features are computed at once (bounds memory)
 STEPS = 512  # training steps whose scribbles are picked at once (an epoch of the default recipe is 430)
 
 
@@ -168,8 +169,8 @@ def familiar_features(model: torch.nn.Module, images: torch.Tensor, count: int =
     (N, 1, 28, 28), picked at random from `seed`, on the CPU. Half precision halves best.pt's share (8 MB)."""
     model.eval()
     picks = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count].to(images.device)
-    features = torch.cat([model.features(images[picks[start:start + CHUNK * 4]]).float()
-                          for start in range(0, len(picks), CHUNK * 4)])
+    features = torch.cat([model.features(images[picks[start:start + FEATURE_BATCH]]).float()
+                          for start in range(0, len(picks), FEATURE_BATCH)])
     return F.normalize(features, dim=1).half().cpu()
 
 
@@ -184,5 +185,5 @@ def image_familiarity(model: torch.nn.Module, images: torch.Tensor, familiar: to
     """(N,) `familiarity` of normalized images (N, 1, 28, 28) under `model`, in batches, without gradients."""
     model.eval()
     with torch.no_grad():
-        return torch.cat([familiarity(model.features(images[start:start + CHUNK * 4]), familiar)
-                          for start in range(0, len(images), CHUNK * 4)])
+        return torch.cat([familiarity(model.features(images[start:start + FEATURE_BATCH]), familiar)
+                          for start in range(0, len(images), FEATURE_BATCH)])
