@@ -18,7 +18,10 @@ a digit, "unsure", "not a digit".
 Prints one row per (scribbles per batch, detector, seed) and the mean of each setting: MNIST test accuracy, median
 seconds per epoch, the non-digits answered "not a digit" (and those answered anything but a digit: "not a digit" or
 "unsure"), and the real digits read right. `--save FILE` writes every image's scores and answers as JSON, for the
-trade-off curve (`notebooks/09_not_a_digit.ipynb` draws the same).
+trade-off curve (`notebooks/09_not_a_digit.ipynb` draws the same). `--digit-like FILE` names the non-digits that are
+drawn exactly like a digit (one file name a line; `benchmarks/digit_like_dev.txt` lists those of the development
+set, judged by eye) and adds a column: the non-digits refused among the others, which a detector can refuse without
+refusing what a person would read as a digit.
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ from lenet.train import fit, predict_logits  # noqa: E402
 
 
 DETECTORS = ("familiarity", "evidence")
+
+
+def digit_like_names(path: Path, others: list[Path]) -> set[str]:
+    """The file names listed in `path` (one a line; blank lines and lines starting with # are skipped), which must
+    name at least one of the images `others`."""
+    listed = {line.strip() for line in require_regular_file(path, "list of digit-like non-digits", "pass a text file "
+                                                            "of file names, one a line").read_text(encoding="utf-8")
+              .splitlines() if line.strip() and not line.lstrip().startswith("#")}
+    if not listed & {other.name for other in others}:
+        raise LenetError(f"none of the {len(listed)} names in {path} is an image of the --non-digits folder: "
+                         "pass the list made for that folder.")
+    return listed
 
 
 def answers(predictor: Predictor, files: list[Path], evidence_below: float) -> list[dict]:
@@ -89,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      "(default: none)")
     parser.add_argument("--data-dir", default=os.environ.get("LENET_DATA_DIR"),
                         help="where MNIST lives (default: $LENET_DATA_DIR, else ./data)")
+    parser.add_argument("--digit-like", type=Path, default=None,
+                        help="a file naming the non-digits drawn exactly like a digit, one a line (adds a column)")
     parser.add_argument("--save", type=Path, default=None, help="write every answer and score to this JSON file")
     args = parser.parse_args(argv)
 
@@ -100,8 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         others = image_files_in(args.non_digits)
         if not digits or not others:
             raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
-        print("| scribbles/batch | detector | seed | MNIST test | s/epoch | non-digits: not a digit "
-              "| non-digits: no digit claimed | real digits read right |\n|---|---|---|---|---|---|---|---|", flush=True)
+        like = set() if args.digit_like is None else digit_like_names(args.digit_like, others)
+        if like:
+            count = sum(other.name in like for other in others)
+            print(f"{count} of the {len(others)} non-digits are drawn like a digit ({args.digit_like}): refusing all "
+                  f"the others and none of them would refuse {1 - count / len(others):.1%}.\n")
+        extra = (" | not drawn like a digit: not a digit", "---|") if like else ("", "")
+        print(f"| scribbles/batch | detector | seed | MNIST test | s/epoch | non-digits: not a digit{extra[0]} "
+              f"| non-digits: no digit claimed | real digits read right |\n|---|---|---|---|---|---|---|---|{extra[1]}",
+              flush=True)
         saved, rows = [], {}
         with tempfile.TemporaryDirectory() as runs_dir:
             for per_batch in args.scribbles:
@@ -123,19 +147,25 @@ def main(argv: list[str] | None = None) -> int:
                         refused = sum(a["outcome"] == NOT_A_DIGIT for a in said) / len(said)
                         unclaimed = sum(a["outcome"] != DIGIT for a in said) / len(said)
                         right = sum(a["answers"][detector]["prediction"] == labels[a["file"]] for a in on_digits)
-                        row = (result["test_accuracy"], seconds, refused, unclaimed, right / len(on_digits))
+                        unlike = [a["answers"][detector] for a in on_others if a["file"] not in like]
+                        refused_unlike = sum(a["outcome"] == NOT_A_DIGIT for a in unlike) / max(len(unlike), 1)
+                        row = (result["test_accuracy"], seconds, refused, unclaimed, right / len(on_digits),
+                               refused_unlike)
                         rows.setdefault((per_batch, detector), []).append(row)
-                        print(f"| {per_batch} | {detector} | {seed} | {row[0]:.2%} | {seconds:.2f} | {refused:.1%} "
-                              f"| {unclaimed:.1%} | {right}/{len(on_digits)} ({row[4]:.1%}) |", flush=True)
+                        column = f" | {refused_unlike:.1%}" if like else ""
+                        print(f"| {per_batch} | {detector} | {seed} | {row[0]:.2%} | {seconds:.2f} | {refused:.1%}"
+                              f"{column} | {unclaimed:.1%} | {right}/{len(on_digits)} ({row[4]:.1%}) |", flush=True)
                     saved.append({"scribbles": per_batch, "seed": seed, "test_accuracy": result["test_accuracy"],
                                   "seconds_per_epoch": seconds, "refuse_below": result["refuse_below"],
                                   "evidence_below": evidence_below, "temperature": result["temperature"],
-                                  "non_digits": on_others,
+                                  "non_digits": [{**a, "digit_like": a["file"] in like} if like else a
+                                                 for a in on_others],
                                   "digits": [{**a, "label": labels[a["file"]]} for a in on_digits]})
         for (per_batch, detector), values in rows.items():
             mean = [statistics.fmean(column) for column in zip(*values)]
-            print(f"| {per_batch} | {detector} | mean of {len(values)} | {mean[0]:.2%} | {mean[1]:.2f} | {mean[2]:.1%} "
-                  f"| {mean[3]:.1%} | {mean[4]:.1%} |")
+            column = f" | {mean[5]:.1%}" if like else ""
+            print(f"| {per_batch} | {detector} | mean of {len(values)} | {mean[0]:.2%} | {mean[1]:.2f} | {mean[2]:.1%}"
+                  f"{column} | {mean[3]:.1%} | {mean[4]:.1%} |")
         if args.save is not None:
             write_json(args.save, saved)
         return 0

@@ -59,16 +59,43 @@ def test_the_refusal_benchmark_trains_reads_both_folders_and_saves_every_answer(
     drawn_seven(digits / "a.png"), drawn_seven(digits / "b.png", 200)
     for index, image in enumerate(scribbles(3, torch.Generator().manual_seed(5))):
         Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    like = tmp_path / "like.txt"
+    like.write_text("# drawn like a digit\n\ns0.png\nnot-in-the-folder.png\n")
     result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_exposure.py"), "--non-digits", str(others),
                              "--digits", str(digits), "--seeds", "0", "--scribbles", "0", "4", "--epochs", "1",
                              "--data-dir", str(tiny_mnist), "--recipe", "val_size=200 batch_size=32",
-                             "--save", str(tmp_path / "answers.json")], capture_output=True, text=True, timeout=600)
+                             "--digit-like", str(like), "--save", str(tmp_path / "answers.json")],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
+    assert "1 of the 3 non-digits are drawn like a digit" in result.stdout and "would refuse 66.7%" in result.stdout
+    assert "| not drawn like a digit: not a digit |" in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 0 |") or line.startswith("| 4 |")]
     assert len(rows) == 8 and [row.split(" | ")[1] for row in rows[:2]] == ["familiarity", "evidence"]
-    assert all("mean of 1" in row for row in rows[4:])
+    assert all("mean of 1" in row for row in rows[4:]) and all(row.count("|") == 10 for row in rows)
     saved = json.loads((tmp_path / "answers.json").read_text())
     assert [run["scribbles"] for run in saved] == [0, 4]
     assert all(len(run["non_digits"]) == 3 and len(run["digits"]) == 2 for run in saved)
+    assert [answer["digit_like"] for answer in saved[0]["non_digits"]] == [True, False, False]
     assert all(answer["answers"][detector]["outcome"] in ("digit", "unsure", "not a digit")
                for run in saved for answer in run["non_digits"] for detector in ("familiarity", "evidence"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("listed", [None, "other.png\n"])
+def test_a_digit_like_list_that_names_none_of_the_non_digits_is_one_line(tmp_path, listed):
+    import json
+
+    from helpers import drawn_seven
+
+    (tmp_path / "labels.json").write_text(json.dumps({"a.png": 7}))
+    drawn_seven(tmp_path / "a.png")
+    like = tmp_path / "like.txt"
+    if listed is not None:
+        like.write_text(listed)
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_exposure.py"), "--non-digits", str(tmp_path),
+                             "--digits", str(tmp_path), "--digit-like", str(like)], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    expected = (f"error: {like} does not exist: pass a text file of file names, one a line." if listed is None else
+                f"error: none of the 1 names in {like} is an image of the --non-digits folder: pass the list made "
+                "for that folder.")
+    assert result.stderr.strip().splitlines() == [expected]
