@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         like = set() if args.digit_like is None else digit_like_names(args.digit_like, others)
         if like:
             count = sum(other.name in like for other in others)
-            print(f"{count} of the {len(others)} non-digits are drawn like a digit ({args.digit_like}): refusing all "
+            print(f"{count:,} of the {len(others):,} non-digits are drawn like a digit ({args.digit_like}): refusing all "
                   f"the others and none of them would refuse {1 - count / len(others):.1%}.\n")
         extra = (" | not drawn like a digit: not a digit", "---|") if like else ("", "")
         print(f"| scribbles/batch | detector | seed | MNIST test | s/epoch | non-digits: not a digit{extra[0]} "
