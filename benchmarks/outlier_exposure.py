@@ -1,21 +1,21 @@
-"""Refusing what is not a digit, measured as a user meets it: `lenet-train` with and without scribbles, then
-`lenet-predict`'s answers on drawn non-digits and on people's real digits, with two detectors.
+"""Refusing what is not a digit, measured as a user meets it: `lenet-train` with and without outlier exposure, then
+`lenet-predict`'s answers on drawn non-digits and on people's real digits, with three detectors.
 
 A softmax over ten digits always names one of them. Every run here is `lenet.train.fit` with the recipe's defaults
-and `--scribbles N` pen scribbles beside each training batch (outlier exposure, Hendrycks et al., 2019;
-`lenet.outliers`; N = 0 is the plain recipe). `fit` fits the temperature and the refusal threshold and stores both
-in best.pt with the features of 10,000 training digits. Each run is then read two ways, and each answer is one of:
-a digit, "unsure", "not a digit".
-- familiarity: exactly as `lenet-predict --json` reads (`lenet.inference.predict.classify`): "not a digit" when the
-  image's features are less like the training digits' (the similarity to the 5th nearest) than the stored
-  threshold, which keeps 99% of the validation digits (Sun et al., 2022).
-- evidence: the same, but the score is the energy logsumexp(logits / T) (Liu et al., 2020), its threshold fitted
-  here the same way, on the same validation digits.
+and `--scribbles N` drawn non-digits (scribbles and stick characters, `lenet.outliers`) beside each training batch
+(outlier exposure, Hendrycks et al., 2019; N = 16 is the default recipe, N = 0 trains on digits alone). `fit` fits
+the temperature and the two refusal thresholds and stores them in best.pt with the features of 10,000 training
+digits. Each run is then read three ways, and each answer is one of: a digit, "unsure", "not a digit".
+- both: exactly as `lenet-predict --json` reads (`lenet.inference.predict.classify`): "not a digit" when the image's
+  familiarity (the similarity of its features to the training digits', Sun et al., 2022) or its evidence (the
+  energy logsumexp(logits / T), Liu et al., 2020) is under the stored thresholds, which together keep 99% of the
+  validation digits.
+- familiarity, evidence: one score alone, its threshold fitted here the same way on the same validation digits.
 
     python benchmarks/outlier_exposure.py --non-digits ../shared/data/not_digits_dev \
         --digits ../shared/data/real_digits_dev --seeds 0 1 2 --scribbles 0 16
 
-Prints one row per (scribbles per batch, detector, seed) and the mean of each setting: MNIST test accuracy, median
+Prints one row per (non-digits per batch, detector, seed) and the mean of each setting: MNIST test accuracy, median
 seconds per epoch, the non-digits answered "not a digit" (and those answered anything but a digit: "not a digit" or
 "unsure"), and the real digits read right. `--save FILE` writes every image's scores and answers as JSON, for the
 trade-off curve (`notebooks/09_not_a_digit.ipynb` draws the same). `--digit-like FILE` names the non-digits that are
@@ -46,13 +46,13 @@ from lenet.inference.images import image_files_in  # noqa: E402
 from lenet.data import load_splits  # noqa: E402
 from lenet.inference.predict import (DIGIT, NOT_A_DIGIT, UNSURE, UNSURE_BELOW, Predictor, classify,  # noqa: E402
                                      load_model, prepare)
-from lenet.outliers import evidence, refusal_threshold  # noqa: E402
+from lenet.outliers import evidence, image_familiarity, refusal_threshold  # noqa: E402
 from lenet.inference.preprocess import PreprocessError  # noqa: E402
 from lenet.runs import BEST, checkpoint_path  # noqa: E402
 from lenet.train import fit, predict_logits  # noqa: E402
 
 
-DETECTORS = ("familiarity", "evidence")
+DETECTORS = ("both", "familiarity", "evidence")
 
 
 def digit_like_names(path: Path, others: list[Path]) -> set[str]:
@@ -67,26 +67,25 @@ def digit_like_names(path: Path, others: list[Path]) -> set[str]:
     return listed
 
 
-def answers(predictor: Predictor, files: list[Path], evidence_below: float) -> list[dict]:
-    """Each file's answer by both detectors: `lenet-predict --json`'s (familiarity) and the one that refuses below
-    `evidence_below` instead, with both scores (an image preprocessing refuses, such as a blank one, is "not a digit"
-    to both)."""
+def answers(predictor: Predictor, files: list[Path], alone: dict[str, float]) -> list[dict]:
+    """Each file's answer by each detector: `lenet-predict --json`'s (both stored thresholds) and those that refuse
+    under one score's threshold `alone[score]`, with both scores (an image preprocessing refuses, such as a blank
+    one, is "not a digit" to all)."""
     ready, refused = [], []
     for path in files:
         try:
             ready.append((path, prepare(path, predictor)))
         except PreprocessError:
             refused.append(path)
-    items = [item for _, item in ready]
-    energies = [] if not items else evidence(
-        predictor.network(torch.cat([item.tensor for item in items])).detach() / predictor.temperature).tolist()
     results = []
-    for (path, _), p, energy in zip(ready, classify(predictor, items), energies):
-        by_evidence = NOT_A_DIGIT if energy < evidence_below else UNSURE if p.probability < UNSURE_BELOW else DIGIT
-        results.append({"file": path.name, "familiarity": round(p.familiarity, 4), "evidence": round(energy, 4),
-                        "answers": {"familiarity": {"outcome": p.outcome, "prediction": p.label},
-                                    "evidence": {"outcome": by_evidence, "prediction": p.top(1)[0][0]
-                                                 if by_evidence == DIGIT else None}}})
+    for (path, _), p in zip(ready, classify(predictor, [item for _, item in ready])):
+        said = {"both": p.outcome}
+        for score in ("familiarity", "evidence"):
+            said[score] = (NOT_A_DIGIT if getattr(p, score) < alone[score]
+                           else UNSURE if p.probability < UNSURE_BELOW else DIGIT)
+        results.append({"file": path.name, "familiarity": round(p.familiarity, 4), "evidence": round(p.evidence, 4),
+                        "answers": {detector: {"outcome": outcome, "prediction": p.top(1)[0][0]
+                                               if outcome == DIGIT else None} for detector, outcome in said.items()}})
     refusal = {"outcome": NOT_A_DIGIT, "prediction": None}
     return results + [{"file": path.name, "familiarity": None, "evidence": None,
                        "answers": {detector: refusal for detector in DETECTORS}} for path in refused]
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--digits", type=Path, required=True, help="a folder of real digits with a labels.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     parser.add_argument("--scribbles", type=int, nargs="+", default=[0, 16],
-                        help="scribbles per training batch, one run per value and seed (default: 0 16)")
+                        help="drawn non-digits per training batch, one run per value and seed (default: 0 16)")
     parser.add_argument("--epochs", type=int, default=Config.epochs, help="maximum epochs (default: the recipe's)")
     parser.add_argument("--recipe", default="", help="other Config overrides, e.g. \"val_size=200 batch_size=32\" "
                                                      "(default: none)")
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{count:,} of the {len(others):,} non-digits are drawn like a digit ({args.digit_like}): refusing all "
                   f"the others and none of them would refuse {1 - count / len(others):.1%}.\n")
         extra = (" | not drawn like a digit: not a digit", "---|") if like else ("", "")
-        print(f"| scribbles/batch | detector | seed | MNIST test | s/epoch | non-digits: not a digit{extra[0]} "
+        print(f"| non-digits/batch | detector | seed | MNIST test | s/epoch | non-digits: not a digit{extra[0]} "
               f"| non-digits: no digit claimed | real digits read right |\n|---|---|---|---|---|---|---|---|{extra[1]}",
               flush=True)
         saved, rows = [], {}
@@ -137,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
                     predictor = load_model(checkpoint_path(Path(result["run_dir"]), BEST))
                     validation = load_splits(config.dataset, config.data_dir, config.val_size, seed=config.seed).val
                     with torch.inference_mode():
-                        evidence_below = refusal_threshold(evidence(
-                            predict_logits(predictor.network, validation).float(), predictor.temperature))
-                    on_others = answers(predictor, others, evidence_below)
-                    on_digits = answers(predictor, digits, evidence_below)
+                        alone = {"familiarity": refusal_threshold(image_familiarity(
+                                     predictor.network, validation.images, predictor.familiar)),
+                                 "evidence": refusal_threshold(evidence(
+                                     predict_logits(predictor.network, validation).float(), predictor.temperature))}
+                    on_others = answers(predictor, others, alone)
+                    on_digits = answers(predictor, digits, alone)
                     seconds = statistics.median(record["seconds"] for record in result["history"])
                     for detector in DETECTORS:
                         said = [a["answers"][detector] for a in on_others]
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"{column} | {unclaimed:.1%} | {right}/{len(on_digits)} ({row[4]:.1%}) |", flush=True)
                     saved.append({"scribbles": per_batch, "seed": seed, "test_accuracy": result["test_accuracy"],
                                   "seconds_per_epoch": seconds, "refuse_below": result["refuse_below"],
-                                  "evidence_below": evidence_below, "temperature": result["temperature"],
+                                  "evidence_below": result["evidence_below"], "alone": alone,
+                                  "temperature": result["temperature"],
                                   "non_digits": [{**a, "digit_like": a["file"] in like} if like else a
                                                  for a in on_others],
                                   "digits": [{**a, "label": labels[a["file"]]} for a in on_digits]})

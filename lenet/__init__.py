@@ -9,7 +9,7 @@ Read in this order — these files are the whole of training:
     checkpoint.py   the one checkpoint format: save, load safely, rebuild the model
     runs.py         run folders: their layout, claiming one, resuming, the default model
     calibration.py  temperature scaling: probabilities that mean what they say
-    outliers.py     things that are not digits: familiarity and the threshold that refuses them, scribbles
+    outliers.py     things that are not digits: drawn ones to train beside, and the scores that refuse them
     lr_finder.py    the learning-rate range test behind the 1cycle schedule
     errors.py, files.py   the one error type a user can fix; atomic writes and OS errors in words
 

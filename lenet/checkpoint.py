@@ -4,9 +4,10 @@ A checkpoint is a plain dict: `model` (state dict), `optimizer`, `scheduler`, `s
 epoch the current learning-rate schedule began at), `config` (a dict), `epoch`, `metrics` (that
 epoch's record), `history`, `normalization` ({"mean", "std"}), `classes`, `rng` (torch's CPU
 generator state) and, once training has ended, `temperature` (see `lenet.calibration`), `familiar`
-(the features of FAMILIAR training digits, float16 unit vectors) and `refuse_below`, the familiarity under which an
-image is "not a digit" (see `lenet.outliers`). Older checkpoints lack some of these: without a temperature the
-softmax is used as it is, and without `familiar` nothing is answered "not a digit". It is written atomically and
+(the features of FAMILIAR training digits, float16 unit vectors), `refuse_below` and `evidence_below`, the
+familiarity and the evidence under either of which an image is "not a digit" (see `lenet.outliers`). Older
+checkpoints lack some of these: without a temperature the softmax is used as it is, without `familiar` nothing is
+answered "not a digit", and without `evidence_below` only the familiarity refuses. It is written atomically and
 loaded with `weights_only=True`, so a file that carries pickled code is refused and nothing in it runs. Every
 field a reader uses is validated once, here, so a damaged or crafted file is one clear sentence, never a traceback
 deep inside.
@@ -137,9 +138,10 @@ def validate(checkpoint: Any, path: Path) -> None:
     temperature = checkpoint.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
         refuse(f"its temperature {temperature!r} is not a positive number")
-    refuse_below = checkpoint.get("refuse_below")
-    if refuse_below is not None and not (isinstance(refuse_below, (int, float)) and math.isfinite(refuse_below)):
-        refuse(f"its refusal threshold {refuse_below!r} is not a finite number")
+    for key in ("refuse_below", "evidence_below"):
+        threshold = checkpoint.get(key)
+        if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+            refuse(f"its refusal threshold {threshold!r} is not a finite number")
     familiar = checkpoint.get("familiar")
     features = weights.get("fc1.weight")
     width = features.shape[1] if isinstance(features, torch.Tensor) and features.ndim == 2 else None

@@ -64,10 +64,10 @@ class Config:
         "help": "augment: fraction of training images whose strokes are thickened by a pixel"})
     thin: float = field(default=0.2, metadata={
         "help": "augment: fraction of training images whose strokes are thinned by a pixel"})
-    scribbles: int = field(default=0, metadata={
-        "help": "pen scribbles shown beside each training batch as things that are not digits (outlier exposure)"})
-    outlier_weight: float = field(default=0.5, metadata={
-        "help": "weight of the loss that makes the network unsure of the scribbles"})
+    scribbles: int = field(default=16, metadata={
+        "help": "drawn non-digits (scribbles, stick characters) shown beside each training batch (outlier exposure)"})
+    outlier_weight: float = field(default=0.05, metadata={
+        "help": "weight of the loss that makes the network unsure of the non-digits"})
     schedule: str = field(default="onecycle", metadata={"help": "learning-rate schedule: constant or onecycle"})
     patience: int = field(
         default=3, metadata={"help": "stop after this many epochs without a lower val loss; 0 disables"}
@@ -148,7 +148,8 @@ RESUMABLE = ("epochs", "data_dir", "device", "patience")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {"batch_size": 256, "lr": 1e-2, "epochs": 4, "max_shift": 1, "schedule": "onecycle",
-             "channels_last": True, "rotate": 0.0, "scale": 0.0, "shear": 0.0, "thicken": 0.0, "thin": 0.0},
+             "channels_last": True, "rotate": 0.0, "scale": 0.0, "shear": 0.0, "thicken": 0.0, "thin": 0.0,
+             "scribbles": 0},
 }
 
 

@@ -27,7 +27,7 @@ from lenet.data import Augmentation, Splits, TensorBatches, load_splits, resolve
 from lenet.errors import LenetError
 from lenet.files import write_json
 from lenet.model import LeNet5
-from lenet.outliers import Scribbles, familiar_features, image_familiarity, refusal_threshold, uniform_loss
+from lenet.outliers import Scribbles, evidence, familiar_features, image_familiarity, refusal_thresholds, uniform_loss
 
 
 class Interrupted(KeyboardInterrupt):
@@ -185,8 +185,8 @@ def fit(config: Config | None = None, resume: str | Path | None = None, changes:
             if not state.history and resume is None:
                 shutil.rmtree(run_dir, ignore_errors=True)  # nothing in it worth keeping
             raise Interrupted(run_dir, len(state.history)) from None
-        temperature, refuse_below = calibrate_best_checkpoint(state)
-        state.result = test_best(state, temperature, refuse_below)
+        temperature, refuse_below, evidence_below = calibrate_best_checkpoint(state)
+        state.result = test_best(state, temperature, refuse_below, evidence_below)
         write_json(run_dir / runs.METRICS, state.result)
         for callback in callbacks:
             callback.on_train_end(state)
@@ -224,22 +224,26 @@ def check_finite(loss: float, state: RunState) -> None:
                          f"stopped ({kept}): the learning rate is too high; try --lr {state.config.lr / 10:.2g}.")
 
 
-def calibrate_best_checkpoint(state: RunState) -> tuple[float, float]:
+def calibrate_best_checkpoint(state: RunState) -> tuple[float, float, float]:
     """Load best.pt (early stopping's choice) into the model and fit, on validation, its temperature and the
-    familiarity under which an image is "not a digit", against the features of FAMILIAR training digits
-    (`lenet.outliers`); store the three in best.pt and return the temperature and the threshold."""
+    familiarity and evidence under which an image is "not a digit" (the familiarity against the features of FAMILIAR
+    training digits; `lenet.outliers`); store them with those features in best.pt and return the temperature and
+    the two thresholds."""
     path = runs.checkpoint_path(state.run_dir, runs.BEST)
     best = load_checkpoint(path, map_location=state.device)
     state.model.load_state_dict(best["model"])
     logits = predict_logits(state.model, state.splits.val)
     temperature = fit_temperature(logits, state.splits.val.labels)
     familiar = familiar_features(state.model, state.splits.train.images, seed=state.config.seed)
-    refuse_below = refusal_threshold(image_familiarity(state.model, state.splits.val.images, familiar))
-    save_checkpoint({**best, "temperature": temperature, "familiar": familiar, "refuse_below": refuse_below}, path)
-    return temperature, refuse_below
+    refuse_below, evidence_below = refusal_thresholds(
+        image_familiarity(state.model, state.splits.val.images, familiar), evidence(logits.detach(), temperature))
+    save_checkpoint({**best, "temperature": temperature, "familiar": familiar, "refuse_below": refuse_below,
+                     "evidence_below": evidence_below}, path)
+    return temperature, refuse_below, evidence_below
 
 
-def test_best(state: RunState, temperature: float, refuse_below: float | None = None) -> dict[str, Any]:
+def test_best(state: RunState, temperature: float, refuse_below: float | None = None,
+              evidence_below: float | None = None) -> dict[str, Any]:
     """The run's result (metrics.json): the best epoch's test loss, accuracy and calibration, one pass over test."""
     splits, best = state.splits, min(state.history, key=lambda record: record["val_loss"])
     logits, labels = predict_logits(state.model, splits.test).float().cpu(), splits.test.labels.cpu()
@@ -247,7 +251,7 @@ def test_best(state: RunState, temperature: float, refuse_below: float | None = 
     return {"run_dir": str(state.run_dir), "history": state.history, "best_epoch": best["epoch"],
             "best_val_loss": best["val_loss"], "test_loss": test_loss, "test_accuracy": test_accuracy,
             "stopped_early": state.epoch < state.config.epochs, "temperature": temperature,
-            "refuse_below": refuse_below,
+            "refuse_below": refuse_below, "evidence_below": evidence_below,
             "test_ece": {"before": expected_calibration_error(logits.softmax(1), labels),
                          "after": expected_calibration_error((logits / temperature).softmax(1), labels)},
             "normalization": {"mean": splits.mean, "std": splits.std}, "device": str(state.device)}

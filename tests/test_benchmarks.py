@@ -70,14 +70,17 @@ def test_the_refusal_benchmark_trains_reads_both_folders_and_saves_every_answer(
     assert "1 of the 3 non-digits are drawn like a digit" in result.stdout and "would refuse 66.7%" in result.stdout
     assert "| not drawn like a digit: not a digit |" in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 0 |") or line.startswith("| 4 |")]
-    assert len(rows) == 8 and [row.split(" | ")[1] for row in rows[:2]] == ["familiarity", "evidence"]
-    assert all("mean of 1" in row for row in rows[4:]) and all(row.count("|") == 10 for row in rows)
+    assert len(rows) == 12 and [row.split(" | ")[1] for row in rows[:3]] == ["both", "familiarity", "evidence"]
+    assert all("mean of 1" in row for row in rows[6:]) and all(row.count("|") == 10 for row in rows)
     saved = json.loads((tmp_path / "answers.json").read_text())
     assert [run["scribbles"] for run in saved] == [0, 4]
     assert all(len(run["non_digits"]) == 3 and len(run["digits"]) == 2 for run in saved)
     assert [answer["digit_like"] for answer in saved[0]["non_digits"]] == [True, False, False]
     assert all(answer["answers"][detector]["outcome"] in ("digit", "unsure", "not a digit")
-               for run in saved for answer in run["non_digits"] for detector in ("familiarity", "evidence"))
+               for run in saved for answer in run["non_digits"] for detector in ("both", "familiarity", "evidence"))
+    # Each stored threshold is at most its score's alone: together they keep the same 99% of validation digits.
+    for run in saved:
+        assert run["refuse_below"] <= run["alone"]["familiarity"] and run["evidence_below"] <= run["alone"]["evidence"]
 
 
 @pytest.mark.slow

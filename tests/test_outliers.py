@@ -1,6 +1,6 @@
-"""Things that are not digits (lenet.outliers): the familiarity score, the features and threshold fitted on
-validation and stored in best.pt, and the scribbles drawn as MNIST's digits are drawn, served beside each training
-batch."""
+"""Things that are not digits (lenet.outliers): the familiarity and evidence, the features and thresholds fitted on
+validation and stored in best.pt, and the scribbles and stick characters drawn as MNIST's digits are drawn, served
+beside each training batch."""
 
 import dataclasses
 
@@ -8,17 +8,23 @@ import pytest
 import torch
 
 from lenet.checkpoint import load_checkpoint
-from lenet.config import Config, ConfigError
+from lenet.config import PRESETS, Config, ConfigError
 from lenet.data import Augmentation
-from lenet.inference.predict import NOT_A_DIGIT, load_model, predict
+from lenet.data import load_splits
+from lenet.inference.predict import NOT_A_DIGIT, classify, load_model, predict
+from lenet.inference.preprocess import Preprocessed
 from lenet.model import LeNet5
 from lenet.outliers import (BANK, BOX, CENTRE, FAMILIAR, FIELD, NEIGHBOURS, Scribbles, evidence, familiar_features,
-                            familiarity, image_familiarity, refusal_threshold, scribbles, uniform_loss)
+                            familiarity, image_familiarity, non_digits, refusal_threshold, refusal_thresholds,
+                            scribbles, sticks, uniform_loss)
+
+DRAWERS = [scribbles, sticks, non_digits]
 from lenet.train import fit
 
 
-def test_scribbles_are_white_strokes_on_black_in_a_28x28_field():
-    images = scribbles(300, torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("draw", DRAWERS)
+def test_scribbles_and_sticks_are_white_strokes_on_black_in_a_28x28_field(draw):
+    images = draw(300, torch.Generator().manual_seed(0))
     assert images.shape == (300, FIELD, FIELD) and images.dtype == torch.float32
     assert images.min() == 0 and images.max() == 1
     ink = images.flatten(1).sum(1)
@@ -27,8 +33,9 @@ def test_scribbles_are_white_strokes_on_black_in_a_28x28_field():
     assert (border == 0).float().mean() > 0.9  # centring by mass moves a lopsided few to the edge, as in MNIST
 
 
-def test_scribbles_are_centred_by_mass_with_their_longer_side_20px():
-    images = scribbles(200, torch.Generator().manual_seed(1))
+@pytest.mark.parametrize("draw", DRAWERS)
+def test_scribbles_and_sticks_are_centred_by_mass_with_their_longer_side_20px(draw):
+    images = draw(200, torch.Generator().manual_seed(1))
     grid = torch.arange(FIELD, dtype=torch.float32)
     mass = images.sum((1, 2))
     rows, columns = (images.sum(2) * grid).sum(1) / mass, (images.sum(1) * grid).sum(1) / mass
@@ -41,13 +48,31 @@ def test_scribbles_are_centred_by_mass_with_their_longer_side_20px():
     assert (longer <= BOX + 1).all() and (longer >= BOX - 2).float().mean() > 0.9  # a few short strokes fade
 
 
-def test_the_same_generator_draws_the_same_scribbles_and_another_draws_others():
-    first = scribbles(50, torch.Generator().manual_seed(7))
-    assert torch.equal(first, scribbles(50, torch.Generator().manual_seed(7)))
-    assert not torch.equal(first, scribbles(50, torch.Generator().manual_seed(8)))
-    assert scribbles(0).shape == (0, FIELD, FIELD)
+@pytest.mark.parametrize("draw", DRAWERS)
+def test_the_same_generator_draws_the_same_scribbles_and_another_draws_others(draw):
+    first = draw(50, torch.Generator().manual_seed(7))
+    assert torch.equal(first, draw(50, torch.Generator().manual_seed(7)))
+    assert not torch.equal(first, draw(50, torch.Generator().manual_seed(8)))
+    assert draw(0).shape == (0, FIELD, FIELD)
     with pytest.raises(ValueError, match="count must be >= 0"):
-        scribbles(-1)
+        draw(-1)
+
+
+def test_the_non_digits_are_half_scribbles_and_half_stick_characters():
+    generator = torch.Generator().manual_seed(3)
+    expected = torch.cat([scribbles(6, generator), sticks(5, generator)])
+    assert torch.equal(non_digits(11, torch.Generator().manual_seed(3)), expected)
+
+
+def test_stick_characters_are_built_of_straighter_strokes_than_scribbles():
+    # Most of a stick character's strokes are straight bars between grid points: its ink lies along fewer rows and
+    # columns than a scribble's curves do, for the same 20-px box.
+    def inked_lines(images):
+        inked = images > 0.5
+        return (inked.any(1).sum(1) + inked.any(2).sum(1)).float().mean()
+    ink_sticks, ink_scribbles = sticks(400), scribbles(400)
+    assert (ink_sticks > 0.5).float().sum((1, 2)).mean() > (ink_scribbles > 0.5).float().sum((1, 2)).mean()
+    assert inked_lines(ink_sticks) <= inked_lines(ink_scribbles) + 2
 
 
 def test_the_uniform_loss_is_lowest_for_flat_logits():
@@ -78,6 +103,23 @@ def test_the_refusal_threshold_keeps_the_chosen_share_of_validation_digits():
         refusal_threshold(scores, keep=0)
 
 
+def test_the_two_thresholds_together_keep_the_chosen_share_of_validation_digits():
+    generator = torch.Generator().manual_seed(0)
+    shared = torch.randn(10_000, generator=generator)  # the two scores agree in part, as on real digits
+    familiarities, evidences = shared + torch.randn(10_000, generator=generator), shared
+    for keep in (0.99, 0.95):
+        below_familiarity, below_evidence = refusal_thresholds(familiarities, evidences, keep=keep)
+        kept = (familiarities >= below_familiarity) & (evidences >= below_evidence)
+        assert kept.float().mean().item() == pytest.approx(keep, abs=0.001)
+        # Each refuses fewer than 1 - keep alone, the same share of its own scores.
+        share = (familiarities < below_familiarity).float().mean().item()
+        assert (1 - keep) / 2 <= share < 1 - keep
+        assert (evidences < below_evidence).float().mean().item() == pytest.approx(share, abs=0.001)
+    assert refusal_thresholds(familiarities, evidences, keep=1.0) == (familiarities.min().item(), evidences.min().item())
+    with pytest.raises(ValueError, match="keep must be in"):
+        refusal_thresholds(familiarities, evidences, keep=1.5)
+
+
 def test_familiarity_is_the_similarity_to_the_kth_nearest_familiar_feature():
     familiar = torch.tensor([[1.0, 0, 0]] * NEIGHBOURS + [[0.0, 1, 0]] * NEIGHBOURS)  # unit rows
     scores = familiarity(torch.tensor([[2.0, 0, 0], [0.0, 3, 0], [0.0, 0, 1], [1.0, 1, 0]]), familiar.half())
@@ -104,13 +146,20 @@ def test_best_pt_keeps_familiar_features_and_the_threshold_that_keeps_99_percent
     assert best["familiar"].dtype == torch.float16 and best["familiar"].shape[1] == 400
     assert len(best["familiar"]) == min(FAMILIAR, 1200 - tiny_config.val_size)
     assert isinstance(best["refuse_below"], float) and best["refuse_below"] == result["refuse_below"]
+    assert isinstance(best["evidence_below"], float) and best["evidence_below"] == result["evidence_below"]
     predictor = load_model(tiny_config.runs_dir + "/tiny/checkpoints/best.pt")
     assert predictor.refuse_below == result["refuse_below"] and predictor.familiar.dtype == torch.float32
+    assert predictor.evidence_below == result["evidence_below"]
+    # Together the two thresholds refuse about 1% of the validation digits (2 of the tiny set's 200).
+    splits = load_splits(data_dir=tiny_config.data_dir, val_size=tiny_config.val_size, seed=tiny_config.seed)
+    answers = classify(predictor, [Preprocessed(image[None], image[0].numpy()) for image in splits.val.images])
+    assert 1 <= sum(answer.outcome == NOT_A_DIGIT for answer in answers) <= 4
 
 
-def test_a_plain_model_finds_scribbles_unfamiliar(tiny_checkpoint):
+def test_a_plain_model_finds_scribbles_unfamiliar(tiny_config):
     # No scribbles in training: the features alone tell the tiny set's bars from pen scribbles.
-    predictor = load_model(tiny_checkpoint)
+    fit(dataclasses.replace(tiny_config, scribbles=0, epochs=2), verbose=False)
+    predictor = load_model(tiny_config.runs_dir + "/tiny/checkpoints/best.pt")
     answers = predict(predictor, list(scribbles(100, torch.Generator().manual_seed(12345)).numpy()))
     refused = sum(answer.outcome == NOT_A_DIGIT and answer.label is None for answer in answers)
     assert refused >= 70, refused
@@ -125,6 +174,11 @@ def test_a_plain_model_finds_scribbles_unfamiliar(tiny_checkpoint):
 def test_bad_scribble_settings_are_one_clear_sentence(name, value, message):
     with pytest.raises(ConfigError, match=message):
         Config(**{name: value})
+
+
+def test_the_default_recipe_trains_beside_non_digits_and_the_fast_preset_does_not():
+    assert Config().scribbles == 16 and Config().outlier_weight == 0.05
+    assert PRESETS["fast"]["scribbles"] == 0
 
 
 def test_a_config_saved_before_scribbles_existed_trained_without_them():

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from lenet.runs import default_checkpoint
 from lenet.inference.predict import Prediction, Predictor, load_model, main, predict
 
 NO_MODEL = "no completed training run in runs/: train one with `make train` (or lenet-train), or pass --checkpoint"
-JSON_KEYS = {"file", "outcome", "familiarity", "prediction", "probability", "probabilities", "error"}
+JSON_KEYS = {"file", "outcome", "familiarity", "evidence", "prediction", "probability", "probabilities", "error"}
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
@@ -247,10 +248,29 @@ def test_the_three_outcomes_follow_the_familiarity_then_the_top_probability(tmp_
     assert prediction.outcome == "unsure"  # familiar enough, but no digit at 50% or more
 
 
+def test_an_image_below_the_stored_evidence_threshold_is_not_a_digit_however_familiar(tmp_path, capsys):
+    # The uniform model's ten logits are equal, so its evidence logsumexp(logits / T) is log(10) for every image.
+    strict = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=-2.0, evidence_below=3.0)
+    assert strict.evidence_below == 3.0
+    prediction, = predict(strict, [drawn_seven(tmp_path / "seven.png")])
+    assert prediction.evidence == pytest.approx(math.log(10), abs=1e-4)
+    assert prediction.outcome == "not a digit" and prediction.label is None
+    assert main([str(tmp_path / "seven.png"), "--checkpoint", str(strict.checkpoint_path), "--json"]) == 0
+    answer, = json.loads(capsys.readouterr().out)
+    assert answer["outcome"] == "not a digit" and answer["evidence"] == pytest.approx(math.log(10), abs=1e-3)
+    lenient = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=-2.0, evidence_below=2.0)
+    assert predict(lenient, [tmp_path / "seven.png"])[0].outcome == "unsure"  # above both thresholds
+    unfamiliar = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=2.0, evidence_below=2.0)
+    assert predict(unfamiliar, [tmp_path / "seven.png"])[0].outcome == "not a digit"  # either threshold refuses
+    alone = uniform_predictor(tmp_path, evidence_below=3.0)  # without familiar features neither threshold is used
+    assert alone.evidence_below is None and predict(alone, [tmp_path / "seven.png"])[0].outcome == "unsure"
+
+
+@pytest.mark.parametrize("key", ["refuse_below", "evidence_below"])
 @pytest.mark.parametrize("value", ["high", float("nan"), float("inf"), [1.0]])
-def test_a_damaged_refusal_threshold_is_refused_in_one_sentence(tmp_path, value):
+def test_a_damaged_refusal_threshold_is_refused_in_one_sentence(tmp_path, key, value):
     with pytest.raises(LenetError, match="refusal threshold .* is not a finite number"):
-        uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=value)
+        uniform_predictor(tmp_path, familiar=FAMILIAR, **{"refuse_below": 0.5, key: value})
 
 
 @pytest.mark.parametrize("value", [torch.eye(400)[:3, :84], torch.ones(400), torch.full((2, 400), float("nan")),

@@ -37,7 +37,7 @@ from lenet.errors import LenetError  # noqa: E402
 from lenet.inference.predict import as_json, load_model, predict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-JSON_KEYS = {"file", "outcome", "familiarity", "prediction", "probability", "probabilities", "error", "image"}
+JSON_KEYS = {"file", "outcome", "familiarity", "evidence", "prediction", "probability", "probabilities", "error", "image"}
 PNG = {"Content-Type": "image/png"}
 N_DIGITS = 20
 # Short limits for the server that checks them, generous enough for a loaded 2-core machine.

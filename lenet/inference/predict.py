@@ -5,8 +5,8 @@ checkpoint (see `lenet.calibration`), and one of three outcomes:
     "digit"        the top class, at UNSURE_BELOW or more;
     "unsure"       the image looks like a digit but the top probability is below UNSURE_BELOW;
     "not a digit"  the image's familiarity, how much its features look like those of the training digits kept
-                   in the checkpoint, is below the checkpoint's `refuse_below` (see `lenet.outliers`), whatever
-                   the softmax says.
+                   in the checkpoint, is below the checkpoint's `refuse_below`, or its evidence, how strongly any
+                   digit answers, is below `evidence_below` (see `lenet.outliers`), whatever the softmax says.
 The label is None unless the outcome is "digit", rather than a confident-looking wrong digit.
 """
 
@@ -33,7 +33,7 @@ from lenet.files import checked_path, explain_os_error
 from lenet.inference.images import image_files_in
 from lenet.inference.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
 from lenet.model import LeNet5
-from lenet.outliers import familiarity
+from lenet.outliers import evidence, familiarity
 from lenet.runs import BEST, CHECKPOINTS, METRICS, RUNS_DIR, default_checkpoint, run_dir_of
 
 UNSURE_BELOW = 0.5  # a top probability under this is reported as "unsure", not as a digit
@@ -55,6 +55,7 @@ class Predictor:
     temperature: float = 1.0  # logits are divided by it before the softmax (1.0: an uncalibrated checkpoint)
     familiar: torch.Tensor | None = None  # (N, 400) features of training digits, on `device` (None: never refused)
     refuse_below: float | None = None  # familiarity under which an image is "not a digit"
+    evidence_below: float | None = None  # evidence under which an image is "not a digit" (None: not used)
     epoch: int | None = None  # the training epoch the checkpoint was saved at
     test_accuracy: float | None = None  # from the run's metrics.json, when it has one
     loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -81,6 +82,7 @@ class Prediction:
     image: np.ndarray = field(repr=False)  # (28, 28) float32 in [0, 1]: what the model saw
     outcome: str = DIGIT  # DIGIT, UNSURE or NOT_A_DIGIT
     familiarity: float | None = None  # see `lenet.outliers`; below the checkpoint's refuse_below: not a digit
+    evidence: float | None = None  # logsumexp(logits / T); below the checkpoint's evidence_below: not a digit
 
     @property
     def unsure(self) -> bool:
@@ -111,6 +113,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
                      temperature=float(checkpoint.get("temperature") or 1.0),
                      familiar=familiar.to(device, torch.float32) if refuses else None,
                      refuse_below=float(refuse_below) if refuses else None,
+                     evidence_below=float(checkpoint["evidence_below"])
+                     if refuses and checkpoint.get("evidence_below") is not None else None,
                      epoch=checkpoint.get("epoch"),
                      test_accuracy=run_test_accuracy(path))
 
@@ -164,12 +168,15 @@ def classify(predictor: Predictor, inputs: Sequence[Preprocessed]) -> list[Predi
             probabilities = torch.softmax(logits, dim=1).cpu()  # (B, classes)
             scores = ([None] * len(chunk) if predictor.familiar is None
                       else familiarity(features, predictor.familiar).cpu().tolist())
-        for item, row, score in zip(chunk, probabilities.tolist(), scores):
+            energies = evidence(logits).cpu().tolist()
+        for item, row, score, energy in zip(chunk, probabilities.tolist(), scores, energies):
             top = max(range(len(row)), key=row.__getitem__)
-            outcome = (NOT_A_DIGIT if score is not None and score < predictor.refuse_below
-                       else UNSURE if row[top] < UNSURE_BELOW else DIGIT)
+            refused = (score is not None and score < predictor.refuse_below) or \
+                (predictor.evidence_below is not None and energy < predictor.evidence_below)
+            outcome = NOT_A_DIGIT if refused else UNSURE if row[top] < UNSURE_BELOW else DIGIT
             predictions.append(Prediction(label=top if outcome == DIGIT else None, probability=row[top],
-                                          probabilities=row, image=item.image, outcome=outcome, familiarity=score))
+                                          probabilities=row, image=item.image, outcome=outcome, familiarity=score,
+                                          evidence=energy))
     return predictions
 
 
@@ -233,15 +240,17 @@ def as_json(file: str | None, outcome: Prediction | str) -> dict:
     """The --json object for one input: its prediction, or its error sentence (names made valid UTF-8).
 
     "outcome" is "digit", "unsure" or "not a digit" (null for an error); "prediction" is the digit, null unless the
-    outcome is "digit"; "familiarity" is how much the image looks like the training digits (`lenet.outliers`), which
-    the checkpoint's threshold refuses below (null for a checkpoint without one)."""
+    outcome is "digit"; "familiarity" is how much the image looks like the training digits and "evidence" how strongly
+    any digit answers (`lenet.outliers`): under either of the checkpoint's thresholds the outcome is "not a digit"
+    ("familiarity" is null for a checkpoint without features to compare with)."""
     file = printable(file) if file is not None else None
     if isinstance(outcome, str):
         return {"file": file, "outcome": None, "prediction": None, "probability": None, "probabilities": None,
-                "familiarity": None, "error": printable(outcome)}
+                "familiarity": None, "evidence": None, "error": printable(outcome)}
     return {"file": file, "outcome": outcome.outcome, "prediction": outcome.label,
             "probability": round(outcome.probability, 6), "probabilities": [round(p, 6) for p in outcome.probabilities],
-            "familiarity": None if outcome.familiarity is None else round(outcome.familiarity, 4), "error": None}
+            "familiarity": None if outcome.familiarity is None else round(outcome.familiarity, 4),
+            "evidence": None if outcome.evidence is None else round(outcome.evidence, 4), "error": None}
 
 
 def predict_parser() -> argparse.ArgumentParser:

@@ -330,7 +330,7 @@ def plot_reliability(tables: Mapping[str, Mapping[str, Sequence[float]]], ax: Ax
 def plot_tradeoff(curves: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray, tuple[float, float]]]],
                   ax: Axes | None = None) -> Axes:
     """Non-digits refused against real digits kept, one line per (name, seed) as the refusal threshold sweeps; each
-    run's operating point (the threshold stored in its checkpoint) is marked with a star."""
+    run's operating point (the threshold fitted to keep 99% of the validation digits) is marked with a star."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -338,7 +338,7 @@ def plot_tradeoff(curves: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray, tu
         for index, (kept, refused, (point_kept, point_refused)) in enumerate(runs):
             ax.plot(kept, refused, color=color, alpha=0.8, linewidth=1.2, label=name if index == 0 else None)
             ax.plot([point_kept], [point_refused], marker="*", markersize=12, color=color, markeredgecolor="black",
-                    linestyle="none", label="stored threshold" if index == 0 and color == colors[0] else None)
+                    linestyle="none", label="fitted on validation: 99% kept" if index == 0 and color == colors[0] else None)
     ax.set(xlabel="real digits read right (share)", ylabel="non-digits answered \"not a digit\" (share)",
            ylim=(0, 1.02))
     ax.grid(alpha=0.3)
