@@ -102,3 +102,26 @@ def test_a_digit_like_list_that_names_none_of_the_non_digits_is_one_line(tmp_pat
                 f"error: none of the 1 names in {like} is an image of the --non-digits folder: pass the list made "
                 "for that folder.")
     assert result.stderr.strip().splitlines() == [expected]
+
+
+@pytest.mark.slow
+def test_the_outlier_cost_benchmark_times_interleaved_epochs_with_and_without_the_non_digits(tiny_mnist):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_cost.py"), "--rounds", "2", "--data-dir",
+                             str(tiny_mnist), "--recipe", "val_size=200 batch_size=32"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "batch 32 digits + 16 non-digits" in lines[0]
+    assert len([line for line in lines if line.startswith("  round ")]) == 2
+    assert lines[-1].startswith("time per epoch with / without: median ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arguments, message", [
+    (["--rounds", "0"], "--rounds must be at least 1, got 0."),
+    (["--recipe", "scribbles=0"], "this recipe shows no non-digits (scribbles=0): there is nothing to measure."),
+])
+def test_the_outlier_cost_benchmark_refuses_what_it_cannot_measure_in_one_line(tiny_mnist, arguments, message):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_cost.py"), "--data-dir", str(tiny_mnist),
+                             *arguments], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"]

@@ -119,7 +119,7 @@ def test_show_source_gives_the_lines_of_a_function_with_their_numbers_in_its_fil
     assert "torch.flatten" in inspect.getsource(model).splitlines()[number - 1]
 
 
-def test_without_augmentation_switches_every_augmentation_off_and_nothing_else():
+def test_without_augmentation_switches_every_augmentation_and_the_non_digits_off_and_nothing_else():
     import dataclasses
 
     from lenet.config import Config
@@ -129,5 +129,6 @@ def test_without_augmentation_switches_every_augmentation_off_and_nothing_else()
     plain = without_augmentation(config)
     augmentations = [f.name for f in dataclasses.fields(Config) if f.metadata.get("help", "").startswith("augment")]
     assert "max_shift" in augmentations
-    assert all(getattr(plain, name) == 0 for name in augmentations)
-    assert dataclasses.replace(plain, **{name: getattr(config, name) for name in augmentations}) == config
+    assert all(getattr(plain, name) == 0 for name in augmentations) and plain.scribbles == 0
+    assert dataclasses.replace(plain, scribbles=config.scribbles,
+                               **{name: getattr(config, name) for name in augmentations}) == config

@@ -94,10 +94,11 @@ def machine_description() -> str:
 
 
 def without_augmentation(config: Config) -> Config:
-    """`config` with every training augmentation (the fields whose help starts with "augment") switched off."""
+    """`config` trained on the digits as they are: every training augmentation (the fields whose help starts with
+    "augment") switched off, and no drawn non-digits beside them (`scribbles`)."""
     off = {field.name: type(getattr(config, field.name))(0) for field in dataclasses.fields(config)
            if field.metadata.get("help", "").startswith("augment")}
-    return dataclasses.replace(config, **off)
+    return dataclasses.replace(config, scribbles=0, **off)
 
 
 def per_epoch(results: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -196,7 +197,7 @@ def train_briefly(config: Config, images: int = 25_600) -> dict[str, float]:
     """Train `config` on its first `images` training images, once, and validate: seconds instead of minutes.
 
     The same model, optimizer, schedule (one cycle over these steps), augmentation and loop as `fit`
-    (`lenet.train.prepare` and `train_one_epoch`), without a run folder, checkpoints or logs. Returns the
+    (`lenet.train.prepare` and `train_one_epoch`), without the drawn non-digits, a run folder, checkpoints or logs. Returns the
     training loss and accuracy over the pass, the validation loss and accuracy after it, and the steps taken.
     """
     from lenet.train import build_scheduler, evaluate, prepare, train_one_epoch
