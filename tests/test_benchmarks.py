@@ -125,3 +125,141 @@ def test_the_outlier_cost_benchmark_refuses_what_it_cannot_measure_in_one_line(t
     result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_cost.py"), "--data-dir", str(tiny_mnist),
                              *arguments], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_turned_digits_are_mirrored_or_quarter_turned_training_digits_of_classes_that_turn_into_no_digit():
+    import torch
+
+    from benchmarks.outlier_variants import TURNABLE, turned_digits
+    from lenet.errors import LenetError
+
+    images = torch.rand(40, 1, 28, 28)
+    labels = torch.arange(40) % 10
+    turned = turned_digits(images, labels, 8, rotate=True, generator=torch.Generator().manual_seed(0))
+    assert turned.shape == (8, 1, 28, 28)
+    candidates = {"mirrored": images.flip(-1), "left": torch.rot90(images, 1, (-2, -1)),
+                  "right": torch.rot90(images, -1, (-2, -1))}
+    found = []
+    for image in turned:
+        [(how, index)] = [(how, int(i)) for how, versions in candidates.items()
+                          for i in range(len(images)) if torch.equal(versions[i], image)]
+        found.append(how)
+        assert int(labels[index]) in TURNABLE
+    assert found == ["mirrored"] * 4 + ["left"] * 2 + ["right"] * 2
+    mirrored = turned_digits(images, labels, 5, rotate=False, generator=torch.Generator().manual_seed(0))
+    assert all(any(torch.equal(image, version) for version in candidates["mirrored"]) for image in mirrored)
+    with pytest.raises(LenetError, match="only 24 training digits can be turned, 25 asked: lower --share."):
+        turned_digits(images, labels, 25, rotate=True, generator=torch.Generator())
+
+
+def test_the_elastic_grid_moves_each_image_by_a_smooth_field_of_about_the_pixels_asked():
+    import torch
+
+    from benchmarks.outlier_variants import elastic_grid
+    from lenet.data import affine_grid
+
+    theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(64, 2, 3)
+    base = affine_grid(theta, 28, 28)
+    moved = elastic_grid(affine_grid, 1.5, 4, torch.Generator().manual_seed(0))(theta, 28, 28)
+    pixels = (moved - base) * 14  # normalized units (-1..1 over 28 px) to pixels
+    assert 1.0 < float(pixels.std()) < 2.0  # about 1.5 px, as asked
+    step = (pixels[:, 1:] - pixels[:, :-1]).abs()  # neighbours move together: a smooth field, not pixel noise
+    assert float(step.mean()) < 0.25 * float(pixels.std()) and float(step.max()) < 2.0
+    again = elastic_grid(affine_grid, 1.5, 4, torch.Generator().manual_seed(0))(theta, 28, 28)
+    assert torch.equal(moved, again)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [["turned", "--share", "0.1", "--rotate"], ["elastic", "--pixels", "1.0"]])
+def test_a_variant_trains_as_the_refusal_benchmark_does_and_prints_its_table(tiny_mnist, tmp_path, variant):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from helpers import drawn_seven
+    from lenet.outliers import scribbles
+
+    digits, others = tmp_path / "digits", tmp_path / "others"
+    digits.mkdir(), others.mkdir()
+    (digits / "labels.json").write_text(json.dumps({"a.png": 7}))
+    drawn_seven(digits / "a.png")
+    for index, image in enumerate(scribbles(2, torch.Generator().manual_seed(5))):
+        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), *variant, "--non-digits",
+                             str(others), "--digits", str(digits), "--seeds", "0", "--scribbles", "4", "--epochs", "1",
+                             "--data-dir", str(tiny_mnist), "--recipe", "val_size=200 batch_size=32"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 4 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["both", "familiarity", "evidence"] * 2
+    assert all(row.count("|") == 9 for row in rows)
+
+
+@pytest.mark.slow
+def test_the_layers_variant_reads_a_checkpoint_on_each_layer(tiny_checkpoint, tmp_path):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from helpers import drawn_seven
+    from lenet.outliers import scribbles
+
+    (tmp_path / "labels.json").write_text(json.dumps({"a.png": 7}))
+    drawn_seven(tmp_path / "a.png")
+    others = tmp_path / "others"
+    others.mkdir()
+    for index, image in enumerate(scribbles(3, torch.Generator().manual_seed(5))):
+        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "layers", str(tiny_checkpoint),
+                             "--non-digits", str(others), "--digits", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith(f"| {tiny_checkpoint} |")]
+    assert [row[1] for row in rows] == ["conv", "fc1", "fc2", "logits"]
+    assert all(row[3].endswith("/1") and row[5].endswith("/1 |") for row in rows)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["turned", "--share", "0"], "error: --share must be in (0, 1], got 0.0"),
+    (["elastic", "--pixels", "0"], "error: --pixels must be in (0, 10] and --grid between 2 and 28"),
+    (["layers", "missing.pt", "--non-digits", ".", "--digits", ".", "--seeds", "0"],
+     "error: unrecognized arguments: --seeds 0"),
+])
+def test_a_variant_refuses_bad_options_in_one_line(arguments, message):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), *arguments],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].endswith(message)
+
+
+def test_the_layers_variant_names_a_missing_labels_file_in_one_line(tiny_checkpoint, tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "layers", str(tiny_checkpoint),
+                             "--non-digits", str(tmp_path), "--digits", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'labels.json'} does not exist: pass a folder "
+                                                  "with a labels.json."]
+
+
+def test_the_turned_variant_replaces_a_share_of_the_bank_with_mirrored_training_digits(tiny_mnist):
+    import dataclasses
+
+    import lenet.train
+    from benchmarks.outlier_variants import with_turned_digits
+    from lenet.config import Config
+    from lenet.data import load_splits
+
+    config = Config(data_dir=str(tiny_mnist), val_size=200, batch_size=32, scribbles=4)
+    splits = load_splits(config.dataset, config.data_dir, config.val_size, config.batch_size, seed=0)
+    drawn = lenet.train.scribbles_for(config, splits).bank
+    bank = with_turned_digits(lenet.train.scribbles_for, 0.125, rotate=False)(config, splits).bank
+
+    def found_in(images, pool):
+        return (images[:, None] == pool[None]).flatten(2).all(-1).any(-1)
+
+    assert bank.shape == drawn.shape
+    assert found_in(bank[-512:][:32], splits.train.images.flip(-1)).all()  # the last eighth: mirrored digits
+    assert found_in(bank[:32], drawn).all() and not found_in(bank[-32:], drawn).any()
+    assert with_turned_digits(lenet.train.scribbles_for, 0.125, False)(
+        dataclasses.replace(config, scribbles=0), splits) is None

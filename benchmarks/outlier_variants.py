@@ -1,0 +1,178 @@
+"""Changes to the default recipe tried for refusing more non-digits, and not adopted: each is `outlier_exposure.py`
+(same runs, same three detectors, same table) with one change to training, so its rows read beside the default's.
+
+- elastic: an elastic distortion (Simard, Steinkraus and Platt, 2003), the classic augmentation for handwriting, on
+  top of the default's affine warp: every training image, digit or non-digit, is also moved by a smooth random field,
+  GRID x GRID random displacements of standard deviation PIXELS px interpolated bicubically over the image.
+- turned: a SHARE of the bank of drawn non-digits replaced by training digits turned into non-digits: mirrored left to
+  right, or with --rotate half mirrored and half turned a quarter (either way), of the classes that neither makes
+  into a digit (TURNABLE: 2 3 4 6 7 9; a mirrored 0, 1 or 8 is still one). A mirrored 3 is an epsilon, a mirrored 9
+  a P with a tail: near misses that stick characters and scribbles do not show.
+- layers: no training. Reads best.pt files with the familiarity computed on other layers' features (conv: the 400
+  numbers `LeNet5.features` gives, which best.pt stores; fc1: 120; fc2: 84; logits: 10), each against the same
+  10,000 training digits and fitted with the evidence as `refusal_thresholds` does (99% of validation digits kept).
+
+    python benchmarks/outlier_variants.py elastic --pixels 1.5 --non-digits ../shared/data/not_digits_dev \\
+        --digits ../shared/data/real_digits_dev --scribbles 16 --digit-like benchmarks/digit_like_dev.txt
+    python benchmarks/outlier_variants.py turned --share 0.33 --rotate --non-digits ... (as above)
+    python benchmarks/outlier_variants.py layers --non-digits ... --digits ... runs/*/checkpoints/best.pt
+
+elastic and turned take every option of outlier_exposure.py after their own (see its --help). The results, and why
+none became the default: benchmarks/RESULTS.md, "Tried and not adopted".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+import lenet.data  # noqa: E402
+import lenet.train  # noqa: E402
+from benchmarks import outlier_exposure  # noqa: E402
+from lenet.checkpoint import load_checkpoint  # noqa: E402
+from lenet.cli import run_command  # noqa: E402
+from lenet.config import Config  # noqa: E402
+from lenet.data import load_splits  # noqa: E402
+from lenet.errors import LenetError  # noqa: E402
+from lenet.files import require_regular_file  # noqa: E402
+from lenet.inference.images import image_files_in  # noqa: E402
+from lenet.inference.predict import UNSURE_BELOW, load_model, prepare  # noqa: E402
+from lenet.outliers import BANK, FAMILIAR, evidence, familiarity, refusal_threshold, refusal_thresholds  # noqa: E402
+
+TURNABLE = (2, 3, 4, 6, 7, 9)
+LAYERS = ("conv", "fc1", "fc2", "logits")
+
+
+def elastic_grid(affine_grid, pixels: float, grid: int, generator: torch.Generator):
+    """`lenet.data.affine_grid` with a smooth random displacement added to each image's sampling grid."""
+    def displaced(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        base = affine_grid(theta, height, width)
+        noise = torch.randn(len(theta), 2, grid, grid, generator=generator) * (2 * pixels / width)  # in -1..1 units
+        field = F.interpolate(noise.to(base), size=(height, width), mode="bicubic", align_corners=True)
+        return base + field.permute(0, 2, 3, 1)
+    return displaced
+
+
+def turned_digits(images: torch.Tensor, labels: torch.Tensor, count: int, rotate: bool,
+                  generator: torch.Generator) -> torch.Tensor:
+    """`count` of the training `images` (N, 1, 28, 28) of TURNABLE classes, mirrored left to right; with `rotate`,
+    the second half turned a quarter instead (half of those each way)."""
+    pool = torch.nonzero(torch.isin(labels.cpu(), torch.tensor(TURNABLE))).flatten()
+    if count > len(pool):
+        raise LenetError(f"only {len(pool):,} training digits can be turned, {count:,} asked: lower --share.")
+    picks = pool[torch.randperm(len(pool), generator=generator)[:count]].to(images.device)
+    mirrored = images[picks].flip(-1)
+    if not rotate:
+        return mirrored
+    half = count // 2
+    turned = images[picks[half:]]
+    quarter = len(turned) // 2
+    return torch.cat([mirrored[:half], torch.rot90(turned[:quarter], 1, (-2, -1)),
+                      torch.rot90(turned[quarter:], -1, (-2, -1))])
+
+
+def with_turned_digits(scribbles_for, share: float, rotate: bool):
+    """`lenet.train.scribbles_for` with a `share` of the bank replaced by `turned_digits`, drawn from the run's seed."""
+    def drawn(config, splits):
+        outliers = scribbles_for(config, splits)
+        if outliers is None:
+            return None
+        count = int(BANK * share)
+        generator = torch.Generator().manual_seed(5000 + config.seed)
+        turned = turned_digits(splits.train.images, splits.train.labels, count, rotate, generator)
+        kept = torch.randperm(BANK, generator=generator)[:BANK - count].to(outliers.bank.device)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        outliers.bank = torch.cat([outliers.bank[kept], turned]).contiguous(memory_format=memory_format)
+        return outliers
+    return drawn
+
+
+@torch.no_grad()
+def layer_features(network: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each LAYERS' features of normalized `images`, in batches."""
+    parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in LAYERS}
+    for start in range(0, len(images), 2048):
+        conv = network.features(images[start:start + 2048])
+        fc1 = F.relu(network.fc1(conv))
+        fc2 = F.relu(network.fc2(fc1))
+        for layer, value in zip(LAYERS, (conv, fc1, fc2, network.fc3(fc2))):
+            parts[layer].append(value.float())
+    return {layer: torch.cat(values) for layer, values in parts.items()}
+
+
+def read_layers(args: argparse.Namespace) -> int:
+    labels_file = require_regular_file(args.digits / "labels.json", "labels file", "pass a folder with a labels.json")
+    labels = json.loads(labels_file.read_text(encoding="utf-8"))
+    digits = [path for path in image_files_in(args.digits) if path.name in labels]
+    others = image_files_in(args.non_digits)
+    if not digits or not others:
+        raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
+    truth = torch.tensor([labels[path.name] for path in digits])
+    print("| checkpoint | layer | non-digits: not a digit (with the evidence) | real digits read right "
+          "| non-digits: not a digit (alone) | real digits read right (alone) |\n|---|---|---|---|---|---|")
+    for checkpoint in args.checkpoints:
+        predictor = load_model(checkpoint)
+        config = Config.from_dict(load_checkpoint(checkpoint)["config"])
+        splits = load_splits(config.dataset, args.data_dir or config.data_dir, config.val_size, seed=config.seed)
+        network = predictor.network.eval()
+        picks = torch.randperm(len(splits.train.images), generator=torch.Generator().manual_seed(0))[:FAMILIAR]
+        familiar = {layer: F.normalize(value, dim=1)
+                    for layer, value in layer_features(network, splits.train.images[picks]).items()}
+        shown = {"val": splits.val.images,
+                 "non": torch.cat([prepare(path, predictor).tensor for path in others]),
+                 "real": torch.cat([prepare(path, predictor).tensor for path in digits])}
+        features = {name: layer_features(network, images) for name, images in shown.items()}
+        scores = {name: evidence(value["logits"], predictor.temperature) for name, value in features.items()}
+        probabilities = torch.softmax(features["real"]["logits"] / predictor.temperature, 1)
+        right = (probabilities.max(1).values >= UNSURE_BELOW) & (probabilities.argmax(1) == truth)
+        for layer in LAYERS:
+            known = {name: familiarity(value[layer], familiar[layer]) for name, value in features.items()}
+            below, evidence_below = refusal_thresholds(known["val"], scores["val"])
+            refused = {name: (known[name] < below) | (scores[name] < evidence_below) for name in ("non", "real")}
+            alone = refusal_threshold(known["val"])
+            print(f"| {checkpoint} | {layer} | {refused['non'].float().mean():.1%} "
+                  f"| {int((right & ~refused['real']).sum())}/{len(digits)} | {(known['non'] < alone).float().mean():.1%} "
+                  f"| {int((right & (known['real'] >= alone)).sum())}/{len(digits)} |", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    variants = parser.add_subparsers(dest="variant", required=True)
+    elastic = variants.add_parser("elastic", help="an elastic distortion on top of the affine warp")
+    elastic.add_argument("--pixels", type=float, default=1.5, help="displacement, standard deviation in px")
+    elastic.add_argument("--grid", type=int, default=4, help="random displacements along each side")
+    turned = variants.add_parser("turned", help="mirrored (and quarter-turned) digits in the non-digit bank")
+    turned.add_argument("--share", type=float, default=0.33, help="the share of the bank they replace")
+    turned.add_argument("--rotate", action="store_true", help="turn half of them a quarter instead of mirroring")
+    layers = variants.add_parser("layers", help="familiarity on other layers' features, on trained checkpoints")
+    layers.add_argument("checkpoints", type=Path, nargs="+", help="best.pt files")
+    layers.add_argument("--non-digits", type=Path, required=True, help="a folder of images that are not digits")
+    layers.add_argument("--digits", type=Path, required=True, help="a folder of real digits with a labels.json")
+    layers.add_argument("--data-dir", default=None, help="where MNIST lives (default: the checkpoint's, else "
+                                                        "$LENET_DATA_DIR, else ./data)")
+    args, rest = parser.parse_known_args(argv)
+    if args.variant == "layers":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return run_command(lambda: read_layers(args))
+    if args.variant == "elastic":
+        if not (0 < args.pixels <= 10 and 2 <= args.grid <= 28):
+            parser.error("--pixels must be in (0, 10] and --grid between 2 and 28")
+        lenet.data.affine_grid = elastic_grid(lenet.data.affine_grid, args.pixels, args.grid,
+                                              torch.Generator().manual_seed(0))
+    else:
+        if not 0 < args.share <= 1:
+            parser.error(f"--share must be in (0, 1], got {args.share}")
+        lenet.train.scribbles_for = with_turned_digits(lenet.train.scribbles_for, args.share, args.rotate)
+    return outlier_exposure.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
