@@ -136,9 +136,9 @@ def read_layers(args: argparse.Namespace) -> int:
             below, evidence_below = refusal_thresholds(known["val"], scores["val"])
             refused = {name: (known[name] < below) | (scores[name] < evidence_below) for name in ("non", "real")}
             alone = refusal_threshold(known["val"])
-            print(f"| {checkpoint} | {layer} | {refused['non'].float().mean():.1%} "
-                  f"| {int((right & ~refused['real']).sum())}/{len(digits)} | {(known['non'] < alone).float().mean():.1%} "
-                  f"| {int((right & (known['real'] >= alone)).sum())}/{len(digits)} |", flush=True)
+            read, read_alone = int((right & ~refused["real"]).sum()), int((right & (known["real"] >= alone)).sum())
+            print(f"| {checkpoint} | {layer} | {refused['non'].float().mean():.1%} | {read}/{len(digits)} "
+                  f"| {(known['non'] < alone).float().mean():.1%} | {read_alone}/{len(digits)} |", flush=True)
     return 0
 
 
