@@ -35,8 +35,10 @@ def test_a_badly_typed_value_is_one_line():
 
 
 @pytest.mark.slow
-def test_the_detector_benchmark_names_a_missing_labels_file_in_one_line(tiny_checkpoint, tmp_path):
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "not_a_digit.py"), "--checkpoint", str(tiny_checkpoint),
+@pytest.mark.parametrize("command", [["not_a_digit.py", "--checkpoint"], ["outlier_variants.py", "layers"]])
+def test_a_detector_benchmark_names_a_missing_labels_file_in_one_line(tiny_checkpoint, tmp_path, command):
+    script, option = command
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), option, str(tiny_checkpoint),
                              "--non-digits", str(tmp_path), "--digits", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'labels.json'} does not exist: pass a folder "
@@ -232,14 +234,6 @@ def test_a_variant_refuses_bad_options_in_one_line(arguments, message):
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines()[-1].endswith(message)
-
-
-def test_the_layers_variant_names_a_missing_labels_file_in_one_line(tiny_checkpoint, tmp_path):
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "layers", str(tiny_checkpoint),
-                             "--non-digits", str(tmp_path), "--digits", str(tmp_path)], capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'labels.json'} does not exist: pass a folder "
-                                                  "with a labels.json."]
 
 
 def test_the_turned_variant_replaces_a_share_of_the_bank_with_mirrored_training_digits(tiny_mnist):
