@@ -8,6 +8,10 @@
   right, or with --rotate half mirrored and half turned a quarter (either way), of the classes that neither makes
   into a digit (TURNABLE: 2 3 4 6 7 9; a mirrored 0, 1 or 8 is still one). A mirrored 3 is an epsilon, a mirrored 9
   a P with a tail: near misses that stick characters and scribbles do not show.
+- drawn: a SHARE of the bank replaced by real characters drawn by people, those of the --non-digits folder whose
+  alphabet (the file name's start, as in `Greek_character03_...png`) is one of --alphabets, less any --digit-like
+  ones; the run is then read on the other alphabets only. Outlier exposure with real negatives, measured on
+  alphabets the network never saw, as the issue's hidden set is: how far would a bank of real drawings go?
 - layers: no training. Reads best.pt files with the familiarity computed on other layers' features (conv: the 400
   numbers `LeNet5.features` gives, which best.pt stores; fc1: 120; fc2: 84; logits: 10), each against the same
   10,000 training digits and fitted with the evidence as `refusal_thresholds` does (99% of validation digits kept).
@@ -15,9 +19,10 @@
     python benchmarks/outlier_variants.py elastic --pixels 1.5 --non-digits ../shared/data/not_digits_dev \\
         --digits ../shared/data/real_digits_dev --scribbles 16 --digit-like benchmarks/digit_like_dev.txt
     python benchmarks/outlier_variants.py turned --share 0.33 --rotate --non-digits ... (as above)
+    python benchmarks/outlier_variants.py drawn --alphabets Balinese Korean --non-digits ... (as above)
     python benchmarks/outlier_variants.py layers --non-digits ... --digits ... runs/*/checkpoints/best.pt
 
-elastic and turned take every option of outlier_exposure.py after their own (see its --help). The results, and why
+elastic, turned and drawn take every option of outlier_exposure.py after their own (see its --help). The results, and why
 none became the default: benchmarks/RESULTS.md, "Tried and not adopted".
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -43,6 +49,7 @@ from lenet.errors import LenetError  # noqa: E402
 from lenet.files import require_regular_file  # noqa: E402
 from lenet.inference.images import image_files_in  # noqa: E402
 from lenet.inference.predict import UNSURE_BELOW, load_model, prepare  # noqa: E402
+from lenet.inference.preprocess import PreprocessError, preprocess  # noqa: E402
 from lenet.outliers import BANK, FAMILIAR, evidence, familiarity, refusal_threshold, refusal_thresholds  # noqa: E402
 
 TURNABLE = (2, 3, 4, 6, 7, 9)
@@ -91,6 +98,85 @@ def with_turned_digits(scribbles_for, share: float, rotate: bool):
         outliers.bank = torch.cat([outliers.bank[kept], turned]).contiguous(memory_format=memory_format)
         return outliers
     return drawn
+
+
+def alphabet(path: Path) -> str:
+    """The alphabet an Omniglot file is of: its name up to `_character` (`Early_Aramaic_character01_...png`)."""
+    return path.name.split("_character")[0]
+
+
+def split_by_alphabet(files: list[Path], alphabets: list[str], digit_like: set[str]) -> tuple[list[Path], list[Path]]:
+    """`files` split into those to train beside (of `alphabets`, none named in `digit_like`) and those to read (of
+    the other alphabets, all of them)."""
+    known = {alphabet(path) for path in files}
+    if missing := sorted(set(alphabets) - known):
+        raise LenetError(f"no image of the alphabet {missing[0]!r} in the --non-digits folder: pick among "
+                         f"{', '.join(sorted(known))}.")
+    shown = [path for path in files if alphabet(path) in alphabets and path.name not in digit_like]
+    held_out = [path for path in files if alphabet(path) not in alphabets]
+    if not held_out:
+        raise LenetError("every alphabet is in --alphabets, so none is left to read: leave at least one out.")
+    return shown, held_out
+
+
+def drawn_images(files: list[Path], mean: float, std: float) -> torch.Tensor:
+    """(N, 1, 28, 28) normalized images of `files`, prepared as `lenet-predict` prepares any image; blank ones
+    skipped."""
+    images = []
+    for path in files:
+        try:
+            images.append(preprocess(path, mean, std).tensor)
+        except PreprocessError:
+            continue
+    return torch.cat(images)
+
+
+def with_drawn(scribbles_for, files: list[Path], share: float):
+    """`lenet.train.scribbles_for` with a `share` of the bank replaced by the drawn `files` (repeated as needed,
+    in an order drawn from the run's seed; the bank's augmentation varies each copy)."""
+    def drawn(config, splits):
+        outliers = scribbles_for(config, splits)
+        if outliers is None:
+            return None
+        count = int(BANK * share)
+        generator = torch.Generator().manual_seed(6000 + config.seed)
+        images = drawn_images(files, splits.mean, splits.std)
+        picks = torch.randperm(count, generator=generator) % len(images)
+        kept = torch.randperm(BANK, generator=generator)[:BANK - count].to(outliers.bank.device)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        outliers.bank = torch.cat([outliers.bank[kept], images[picks].to(outliers.bank)]).contiguous(
+            memory_format=memory_format)
+        return outliers
+    return drawn
+
+
+def read_held_out(rest: list[str], args: argparse.Namespace) -> int:
+    """`outlier_exposure.main(rest)` training beside the drawn characters of `args.alphabets` (a `share` of the bank;
+    0 trains the default recipe) and reading only the other alphabets' characters."""
+    found = argparse.ArgumentParser(add_help=False)
+    found.add_argument("--non-digits", type=Path, default=None)
+    found.add_argument("--digit-like", type=Path, default=None)
+    known, _ = found.parse_known_args(rest)
+    if known.non_digits is None:
+        return outlier_exposure.main(rest)  # which says what is missing
+
+    def body() -> int:
+        files = image_files_in(known.non_digits)
+        like = set() if known.digit_like is None else outlier_exposure.digit_like_names(known.digit_like, files)
+        shown, held_out = split_by_alphabet(files, args.alphabets, like)
+        print(f"Training beside {len(shown) if args.share else 0} drawn characters of {', '.join(args.alphabets)} "
+              f"({args.share:.0%} of the bank); reading the {len(held_out)} of the other alphabets.\n", flush=True)
+        if args.share:
+            lenet.train.scribbles_for = with_drawn(lenet.train.scribbles_for, shown, args.share)
+        with tempfile.TemporaryDirectory() as folder:
+            for path in held_out:
+                (Path(folder) / path.name).symlink_to(path.resolve())
+            index = rest.index("--non-digits") if "--non-digits" in rest else None
+            changed = ([*rest[:index], "--non-digits", folder, *rest[index + 2:]] if index is not None
+                       else [argument for argument in rest if not argument.startswith("--non-digits=")]
+                       + ["--non-digits", folder])
+            return outlier_exposure.main(changed)
+    return run_command(body)
 
 
 @torch.no_grad()
@@ -151,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     turned = variants.add_parser("turned", help="mirrored (and quarter-turned) digits in the non-digit bank")
     turned.add_argument("--share", type=float, default=0.33, help="the share of the bank they replace")
     turned.add_argument("--rotate", action="store_true", help="turn half of them a quarter instead of mirroring")
+    drawn = variants.add_parser("drawn", help="people's drawn characters of some alphabets in the non-digit bank, "
+                                              "read on the others")
+    drawn.add_argument("--alphabets", nargs="+", required=True, help="the alphabets to train beside")
+    drawn.add_argument("--share", type=float, default=0.5, help="the share of the bank they replace (0: none)")
     layers = variants.add_parser("layers", help="familiarity on other layers' features, on trained checkpoints")
     layers.add_argument("checkpoints", type=Path, nargs="+", help="best.pt files")
     layers.add_argument("--non-digits", type=Path, required=True, help="a folder of images that are not digits")
@@ -162,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return run_command(lambda: read_layers(args))
+    if args.variant == "drawn":
+        if not 0 <= args.share <= 1:
+            parser.error(f"--share must be in [0, 1], got {args.share}")
+        return read_held_out(rest, args)
     if args.variant == "elastic":
         if not (0 < args.pixels <= 10 and 2 <= args.grid <= 28):
             parser.error("--pixels must be in (0, 10] and --grid between 2 and 28")

@@ -198,6 +198,83 @@ def test_a_variant_trains_as_the_refusal_benchmark_does_and_prints_its_table(tin
     assert all(row.count("|") == 9 for row in rows)
 
 
+def test_drawn_characters_split_by_alphabet_into_those_trained_beside_and_those_read(tmp_path):
+    from benchmarks.outlier_variants import split_by_alphabet
+    from lenet.errors import LenetError
+
+    files = [tmp_path / name for name in ("Greek_character01_01.png", "Greek_character02_01.png",
+                                          "Early_Aramaic_character01_01.png", "Latin_character15_03.png")]
+    shown, read = split_by_alphabet(files, ["Greek", "Latin"], {"Greek_character02_01.png"})
+    assert shown == [files[0], files[3]]  # the digit-like Greek character is not trained beside
+    assert read == [files[2]]
+    with pytest.raises(LenetError, match="no image of the alphabet 'Korean' in the --non-digits folder: pick among "
+                                         "Early_Aramaic, Greek, Latin."):
+        split_by_alphabet(files, ["Greek", "Korean"], set())
+    with pytest.raises(LenetError, match="every alphabet is in --alphabets, so none is left to read"):
+        split_by_alphabet(files, ["Greek", "Latin", "Early_Aramaic"], set())
+
+
+def test_the_drawn_variant_replaces_a_share_of_the_bank_with_the_drawn_characters(tiny_mnist, tmp_path):
+    import torch
+    from PIL import Image
+
+    import lenet.train
+    from benchmarks.outlier_variants import drawn_images, with_drawn
+    from lenet.config import Config
+    from lenet.data import load_splits
+    from lenet.outliers import scribbles
+
+    files = []
+    for index, image in enumerate(scribbles(3, torch.Generator().manual_seed(5))):
+        files.append(tmp_path / f"Foo_character01_{index}.png")
+        Image.fromarray((image.numpy() * 255).astype("uint8")).save(files[-1])
+    Image.new("L", (28, 28), 255).save(tmp_path / "Foo_character02_blank.png")  # blank: skipped
+    config = Config(data_dir=str(tiny_mnist), val_size=200, batch_size=32, scribbles=4)
+    splits = load_splits(config.dataset, config.data_dir, config.val_size, config.batch_size, seed=0)
+    images = drawn_images([*files, tmp_path / "Foo_character02_blank.png"], splits.mean, splits.std)
+    assert images.shape == (3, 1, 28, 28)
+    drawn = lenet.train.scribbles_for(config, splits).bank
+    bank = with_drawn(lenet.train.scribbles_for, files, 0.25)(config, splits).bank
+    assert bank.shape == drawn.shape
+    tail = bank[-1024:]  # the last quarter: the three drawn characters, each about a third of the time
+    counts = [int((tail == image).flatten(1).all(1).sum()) for image in images]
+    assert sum(counts) == 1024 and min(counts) >= 341
+    generator = torch.Generator().manual_seed(6000)  # the run's seed, 0: the drawn order, then those kept
+    torch.randperm(1024, generator=generator)
+    assert torch.equal(bank[:8], drawn[torch.randperm(4096, generator=generator)[:8]])
+
+
+@pytest.mark.slow
+def test_the_drawn_variant_reads_only_the_alphabets_it_did_not_train_beside(tiny_mnist, tmp_path):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from helpers import drawn_seven
+    from lenet.outliers import scribbles
+
+    digits, others = tmp_path / "digits", tmp_path / "others"
+    digits.mkdir(), others.mkdir()
+    (digits / "labels.json").write_text(json.dumps({"a.png": 7}))
+    drawn_seven(digits / "a.png")
+    for index, image in enumerate(scribbles(5, torch.Generator().manual_seed(5))):
+        name = f"{'Foo' if index < 2 else 'Bar'}_character01_{index}.png"
+        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / name)
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "drawn", "--alphabets", "Foo",
+                             "--share", "0.1", "--non-digits", str(others), "--digits", str(digits), "--seeds", "0",
+                             "--scribbles", "4", "--epochs", "1", "--data-dir", str(tiny_mnist),
+                             "--recipe", "val_size=200 batch_size=32", "--save", str(tmp_path / "saved.json")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Training beside 2 drawn characters of Foo (10% of the bank); reading the 3 of "
+                                    "the other alphabets.")
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 4 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["both", "familiarity", "evidence"] * 2
+    saved = json.loads((tmp_path / "saved.json").read_text())
+    assert sorted(answer["file"] for answer in saved[0]["non_digits"]) == [f"Bar_character01_{i}.png" for i in (2, 3, 4)]
+
+
 @pytest.mark.slow
 def test_the_layers_variant_reads_a_checkpoint_on_each_layer(tiny_checkpoint, tmp_path):
     import json
@@ -225,6 +302,8 @@ def test_the_layers_variant_reads_a_checkpoint_on_each_layer(tiny_checkpoint, tm
 
 @pytest.mark.parametrize("arguments, message", [
     (["turned", "--share", "0"], "error: --share must be in (0, 1], got 0.0"),
+    (["drawn", "--alphabets", "Greek", "--share", "1.5"], "error: --share must be in [0, 1], got 1.5"),
+    (["drawn", "--share", "0.5"], "error: the following arguments are required: --alphabets"),
     (["elastic", "--pixels", "0"], "error: --pixels must be in (0, 10] and --grid between 2 and 28"),
     (["layers", "missing.pt", "--non-digits", ".", "--digits", ".", "--seeds", "0"],
      "error: unrecognized arguments: --seeds 0"),
