@@ -22,8 +22,8 @@
     python benchmarks/outlier_variants.py drawn --alphabets Balinese Korean --non-digits ... (as above)
     python benchmarks/outlier_variants.py layers --non-digits ... --digits ... runs/*/checkpoints/best.pt
 
-elastic, turned and drawn take every option of outlier_exposure.py after their own (see its --help). The results, and why
-none became the default: benchmarks/RESULTS.md, "Tried and not adopted".
+elastic, turned and drawn take every option of outlier_exposure.py after their own (see its --help). The results,
+and why none became the default: benchmarks/RESULTS.md, "Tried and not adopted".
 """
 
 from __future__ import annotations

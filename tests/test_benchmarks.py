@@ -272,7 +272,8 @@ def test_the_drawn_variant_reads_only_the_alphabets_it_did_not_train_beside(tiny
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 4 |")]
     assert [row.split(" | ")[1] for row in rows] == ["both", "familiarity", "evidence"] * 2
     saved = json.loads((tmp_path / "saved.json").read_text())
-    assert sorted(answer["file"] for answer in saved[0]["non_digits"]) == [f"Bar_character01_{i}.png" for i in (2, 3, 4)]
+    read = sorted(answer["file"] for answer in saved[0]["non_digits"])
+    assert read == [f"Bar_character01_{i}.png" for i in (2, 3, 4)]
 
 
 @pytest.mark.slow
