@@ -12,6 +12,12 @@
   alphabet (the file name's start, as in `Greek_character03_...png`) is one of --alphabets, less any --digit-like
   ones; the run is then read on the other alphabets only. Outlier exposure with real negatives, measured on
   alphabets the network never saw, as the issue's hidden set is: how far would a bank of real drawings go?
+- ensemble: no training. Reads best.pt files alone, then together (Lakshminarayanan et al., 2017): the mean of their
+  calibrated logits, familiarities and evidences, refused under thresholds fitted on the first checkpoint's validation
+  digits as `refusal_thresholds` does; and each way with test-time augmentation too, the mean over the image and its
+  four one-pixel shifts. The other models trained on some of those validation digits (each seed splits MNIST its own
+  way), which look more familiar to them than new digits would: the ensemble's thresholds sit a little high, so its
+  refusal is if anything an overestimate. Three models cost three trainings; the views cost five readings.
 - layers: no training. Reads best.pt files with the familiarity computed on other layers' features (conv: the 400
   numbers `LeNet5.features` gives, which best.pt stores; fc1: 120; fc2: 84; logits: 10), each against the same
   10,000 training digits and fitted with the evidence as `refusal_thresholds` does (99% of validation digits kept).
@@ -20,6 +26,7 @@
         --digits ../shared/data/real_digits_dev --scribbles 16 --digit-like benchmarks/digit_like_dev.txt
     python benchmarks/outlier_variants.py turned --share 0.33 --rotate --non-digits ... (as above)
     python benchmarks/outlier_variants.py drawn --alphabets Balinese Korean --non-digits ... (as above)
+    python benchmarks/outlier_variants.py ensemble --non-digits ... --digits ... runs/*/checkpoints/best.pt
     python benchmarks/outlier_variants.py layers --non-digits ... --digits ... runs/*/checkpoints/best.pt
 
 elastic, turned and drawn take every option of outlier_exposure.py after their own (see its --help). The results,
@@ -179,6 +186,64 @@ def read_held_out(rest: list[str], args: argparse.Namespace) -> int:
     return run_command(body)
 
 
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # the image, and one pixel down, up, right, left
+
+
+@torch.no_grad()
+def read_scores(predictor, images: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(familiarity, evidence, calibrated logits) of normalized `images` under `predictor`, each the mean over the
+    first `views` of SHIFTS (a shifted-in border is the background: pixel 0, normalized)."""
+    network, scores = predictor.network.eval(), []
+    background = -predictor.mean / predictor.std
+    for dy, dx in SHIFTS[:views]:
+        shifted = torch.full_like(images, background)
+        rows, columns = slice(max(dy, 0), 28 + min(dy, 0)), slice(max(dx, 0), 28 + min(dx, 0))
+        shifted[..., rows, columns] = images[..., max(-dy, 0):28 - max(dy, 0), max(-dx, 0):28 - max(dx, 0)]
+        features = torch.cat([network.features(shifted[start:start + 2048]) for start in range(0, len(images), 2048)])
+        logits = network.head(features).float() / predictor.temperature
+        scores.append((familiarity(features, predictor.familiar), evidence(logits), logits))
+    return tuple(torch.stack(parts).mean(0) for parts in zip(*scores))
+
+
+def read_ensemble(args: argparse.Namespace) -> int:
+    labels_file = require_regular_file(args.digits / "labels.json", "labels file", "pass a folder with a labels.json")
+    labels = json.loads(labels_file.read_text(encoding="utf-8"))
+    digits = [path for path in image_files_in(args.digits) if path.name in labels]
+    others = image_files_in(args.non_digits)
+    if not digits or not others:
+        raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
+    like = set() if args.digit_like is None else outlier_exposure.digit_like_names(args.digit_like, others)
+    unlike = torch.tensor([path.name not in like for path in others])
+    truth = torch.tensor([labels[path.name] for path in digits])
+    predictors = [load_model(checkpoint) for checkpoint in args.checkpoints]
+    for checkpoint, predictor in zip(args.checkpoints, predictors):
+        if predictor.familiar is None:
+            raise LenetError(f"{checkpoint} stores no training digits' features to compare with: pass checkpoints "
+                             "trained by this version of lenet.")
+    first = Config.from_dict(load_checkpoint(args.checkpoints[0])["config"])
+    validation = load_splits(first.dataset, args.data_dir or first.data_dir, first.val_size, seed=first.seed).val
+    shown = [{"val": validation.images, "non": torch.cat([prepare(path, predictor).tensor for path in others]),
+              "real": torch.cat([prepare(path, predictor).tensor for path in digits])} for predictor in predictors]
+    print("| models | views | non-digits: not a digit | not drawn like a digit: not a digit | real digits read right |"
+          "\n|---|---|---|---|---|")
+    for views in (1, len(SHIFTS)):
+        read = [{name: read_scores(predictor, images, views) for name, images in inputs.items()}
+                for predictor, inputs in zip(predictors, shown)]
+        groups = [(str(checkpoint), [one]) for checkpoint, one in zip(args.checkpoints, read)]
+        for name, members in groups + [(f"ensemble of {len(read)}", read)]:
+            scores = {part: [torch.stack(values).mean(0) for values in zip(*(member[part] for member in members))]
+                      for part in ("val", "non", "real")}
+            below, evidence_below = refusal_thresholds(*scores["val"][:2])
+            refused = {part: (scores[part][0] < below) | (scores[part][1] < evidence_below) for part in ("non", "real")}
+            probabilities = torch.softmax(scores["real"][2], 1)
+            right = int(((probabilities.max(1).values >= UNSURE_BELOW) & (probabilities.argmax(1) == truth)
+                         & ~refused["real"]).sum())
+            print(f"| {name} | {views} | {refused['non'].float().mean():.1%} | "
+                  f"{refused['non'][unlike].float().mean():.1%} | {right}/{len(digits)} ({right / len(digits):.1%}) |",
+                  flush=True)
+    return 0
+
+
 @torch.no_grad()
 def layer_features(network: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each LAYERS' features of normalized `images`, in batches."""
@@ -241,17 +306,25 @@ def main(argv: list[str] | None = None) -> int:
                                               "read on the others")
     drawn.add_argument("--alphabets", nargs="+", required=True, help="the alphabets to train beside")
     drawn.add_argument("--share", type=float, default=0.5, help="the share of the bank they replace (0: none)")
+    ensemble = variants.add_parser("ensemble", help="checkpoints read alone and together, with and without "
+                                                    "shifted views")
+    ensemble.add_argument("checkpoints", type=Path, nargs="+", help="best.pt files (two or more)")
     layers = variants.add_parser("layers", help="familiarity on other layers' features, on trained checkpoints")
     layers.add_argument("checkpoints", type=Path, nargs="+", help="best.pt files")
-    layers.add_argument("--non-digits", type=Path, required=True, help="a folder of images that are not digits")
-    layers.add_argument("--digits", type=Path, required=True, help="a folder of real digits with a labels.json")
-    layers.add_argument("--data-dir", default=None, help="where MNIST lives (default: the checkpoint's, else "
-                                                        "$LENET_DATA_DIR, else ./data)")
+    for reader in (ensemble, layers):
+        reader.add_argument("--non-digits", type=Path, required=True, help="a folder of images that are not digits")
+        reader.add_argument("--digits", type=Path, required=True, help="a folder of real digits with a labels.json")
+        reader.add_argument("--data-dir", default=None, help="where MNIST lives (default: the checkpoint's, else "
+                                                             "$LENET_DATA_DIR, else ./data)")
+    ensemble.add_argument("--digit-like", type=Path, default=None,
+                          help="a file naming the non-digits drawn exactly like a digit, one a line")
     args, rest = parser.parse_known_args(argv)
-    if args.variant == "layers":
+    if args.variant in ("layers", "ensemble"):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return run_command(lambda: read_layers(args))
+        if args.variant == "ensemble" and len(args.checkpoints) < 2:
+            parser.error("an ensemble needs two checkpoints or more")
+        return run_command(lambda: (read_layers if args.variant == "layers" else read_ensemble)(args))
     if args.variant == "drawn":
         if not 0 <= args.share <= 1:
             parser.error(f"--share must be in [0, 1], got {args.share}")

@@ -301,7 +301,62 @@ def test_the_layers_variant_reads_a_checkpoint_on_each_layer(tiny_checkpoint, tm
     assert all(row[3].endswith("/1") and row[5].endswith("/1 |") for row in rows)
 
 
+@pytest.mark.slow
+def test_an_ensemble_of_one_model_twice_reads_as_that_model_alone(tiny_checkpoint, tmp_path):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from helpers import drawn_seven
+    from lenet.outliers import scribbles
+
+    (tmp_path / "labels.json").write_text(json.dumps({"a.png": 7}))
+    drawn_seven(tmp_path / "a.png")
+    others = tmp_path / "others"
+    others.mkdir()
+    for index, image in enumerate(scribbles(6, torch.Generator().manual_seed(5))):
+        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    (tmp_path / "like.txt").write_text("s0.png\ns1.png\n")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "ensemble", str(tiny_checkpoint),
+                             str(tiny_checkpoint), "--non-digits", str(others), "--digits", str(tmp_path),
+                             "--digit-like", str(tmp_path / "like.txt")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines()[2:]]
+    assert [(row[0], row[1]) for row in rows] == [(f"| {tiny_checkpoint}", "1")] * 2 + [("| ensemble of 2", "1")] + \
+        [(f"| {tiny_checkpoint}", "5")] * 2 + [("| ensemble of 2", "5")]
+    assert rows[0][2:] == rows[2][2:] and rows[3][2:] == rows[5][2:]  # the mean of one model twice is that model
+    assert all(row[4].startswith(("0/1 ", "1/1 ")) for row in rows)
+
+
+def test_shifted_views_move_the_image_one_pixel_and_fill_in_the_background():
+    from types import SimpleNamespace
+
+    import torch
+
+    from benchmarks.outlier_variants import read_scores
+    from lenet.model import LeNet5
+
+    seen = []
+
+    class Recorder(LeNet5):
+        def features(self, x):
+            seen.append(x.clone())
+            return super().features(x)
+
+    image = torch.full((1, 1, 28, 28), -1.0)
+    image[0, 0, 10, 12] = 3.0
+    predictor = SimpleNamespace(network=Recorder(), temperature=1.0, mean=0.5, std=0.5,
+                                familiar=torch.nn.functional.normalize(torch.randn(8, 400), dim=1))
+    familiarity, energy, logits = read_scores(predictor, image, 5)
+    assert familiarity.shape == energy.shape == (1,) and logits.shape == (1, 10)
+    bright = [tuple(torch.nonzero(view[0, 0] == 3.0)[0].tolist()) for view in seen]
+    assert bright == [(10, 12), (11, 12), (9, 12), (10, 13), (10, 11)]
+    assert all(float(view.min()) == -1.0 for view in seen)  # the border shifted in is -mean/std = -1
+
+
 @pytest.mark.parametrize("arguments, message", [
+    (["ensemble", "a.pt", "--non-digits", ".", "--digits", "."], "error: an ensemble needs two checkpoints or more"),
     (["turned", "--share", "0"], "error: --share must be in (0, 1], got 0.0"),
     (["drawn", "--alphabets", "Greek", "--share", "1.5"], "error: --share must be in [0, 1], got 1.5"),
     (["drawn", "--share", "0.5"], "error: the following arguments are required: --alphabets"),
