@@ -67,6 +67,18 @@ def digit_like_names(path: Path, others: list[Path]) -> set[str]:
     return listed
 
 
+def read_folders(digits_folder: Path, non_digits_folder: Path) -> tuple[dict[str, int], list[Path], list[Path]]:
+    """(labels, the labelled digit images, the non-digit images) of a folder of real digits with a labels.json and a
+    folder of non-digits; a missing labels file or an empty folder is one sentence."""
+    labels_file = require_regular_file(digits_folder / "labels.json", "labels file", "pass a folder with a labels.json")
+    labels = json.loads(labels_file.read_text(encoding="utf-8"))
+    digits = [path for path in image_files_in(digits_folder) if path.name in labels]
+    others = image_files_in(non_digits_folder)
+    if not digits or not others:
+        raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
+    return labels, digits, others
+
+
 def answers(predictor: Predictor, files: list[Path], alone: dict[str, float]) -> list[dict]:
     """Each file's answer by each detector: `lenet-predict --json`'s (both stored thresholds) and those that refuse
     under one score's threshold `alone[score]`, with both scores (an image preprocessing refuses, such as a blank
@@ -109,13 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        labels_file = require_regular_file(args.digits / "labels.json", "labels file",
-                                           "pass a folder with a labels.json")
-        labels = json.loads(labels_file.read_text(encoding="utf-8"))
-        digits = [path for path in image_files_in(args.digits) if path.name in labels]
-        others = image_files_in(args.non_digits)
-        if not digits or not others:
-            raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
+        labels, digits, others = read_folders(args.digits, args.non_digits)
         like = set() if args.digit_like is None else digit_like_names(args.digit_like, others)
         if like:
             count = sum(other.name in like for other in others)

@@ -36,7 +36,6 @@ and why none became the default: benchmarks/RESULTS.md, "Tried and not adopted".
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -53,7 +52,6 @@ from lenet.cli import run_command  # noqa: E402
 from lenet.config import Config  # noqa: E402
 from lenet.data import load_splits  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402
-from lenet.files import require_regular_file  # noqa: E402
 from lenet.inference.images import image_files_in  # noqa: E402
 from lenet.inference.predict import UNSURE_BELOW, load_model, prepare  # noqa: E402
 from lenet.inference.preprocess import PreprocessError, preprocess  # noqa: E402
@@ -91,20 +89,28 @@ def turned_digits(images: torch.Tensor, labels: torch.Tensor, count: int, rotate
                       torch.rot90(turned[quarter:], -1, (-2, -1))])
 
 
-def with_turned_digits(scribbles_for, share: float, rotate: bool):
-    """`lenet.train.scribbles_for` with a `share` of the bank replaced by `turned_digits`, drawn from the run's seed."""
+def with_share_replaced(scribbles_for, share: float, seed: int, replacements):
+    """`lenet.train.scribbles_for` with a `share` of the bank replaced by `replacements(config, splits, count,
+    generator)`, (count, 1, 28, 28) normalized images; the generator is seeded `seed` + the run's seed, and after the
+    replacements it picks which of the drawn non-digits stay."""
     def drawn(config, splits):
         outliers = scribbles_for(config, splits)
         if outliers is None:
             return None
         count = int(BANK * share)
-        generator = torch.Generator().manual_seed(5000 + config.seed)
-        turned = turned_digits(splits.train.images, splits.train.labels, count, rotate, generator)
+        generator = torch.Generator().manual_seed(seed + config.seed)
+        replaced = replacements(config, splits, count, generator).to(outliers.bank)
         kept = torch.randperm(BANK, generator=generator)[:BANK - count].to(outliers.bank.device)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        outliers.bank = torch.cat([outliers.bank[kept], turned]).contiguous(memory_format=memory_format)
+        outliers.bank = torch.cat([outliers.bank[kept], replaced]).contiguous(memory_format=memory_format)
         return outliers
     return drawn
+
+
+def with_turned_digits(scribbles_for, share: float, rotate: bool):
+    """`lenet.train.scribbles_for` with a `share` of the bank replaced by `turned_digits`, drawn from the run's seed."""
+    return with_share_replaced(scribbles_for, share, 5000, lambda config, splits, count, generator: turned_digits(
+        splits.train.images, splits.train.labels, count, rotate, generator))
 
 
 def alphabet(path: Path) -> str:
@@ -141,20 +147,10 @@ def drawn_images(files: list[Path], mean: float, std: float) -> torch.Tensor:
 def with_drawn(scribbles_for, files: list[Path], share: float):
     """`lenet.train.scribbles_for` with a `share` of the bank replaced by the drawn `files` (repeated as needed,
     in an order drawn from the run's seed; the bank's augmentation varies each copy)."""
-    def drawn(config, splits):
-        outliers = scribbles_for(config, splits)
-        if outliers is None:
-            return None
-        count = int(BANK * share)
-        generator = torch.Generator().manual_seed(6000 + config.seed)
+    def repeated(config, splits, count, generator):
         images = drawn_images(files, splits.mean, splits.std)
-        picks = torch.randperm(count, generator=generator) % len(images)
-        kept = torch.randperm(BANK, generator=generator)[:BANK - count].to(outliers.bank.device)
-        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        outliers.bank = torch.cat([outliers.bank[kept], images[picks].to(outliers.bank)]).contiguous(
-            memory_format=memory_format)
-        return outliers
-    return drawn
+        return images[torch.randperm(count, generator=generator) % len(images)]
+    return with_share_replaced(scribbles_for, share, 6000, repeated)
 
 
 def read_held_out(rest: list[str], args: argparse.Namespace) -> int:
@@ -206,12 +202,7 @@ def read_scores(predictor, images: torch.Tensor, views: int) -> tuple[torch.Tens
 
 
 def read_ensemble(args: argparse.Namespace) -> int:
-    labels_file = require_regular_file(args.digits / "labels.json", "labels file", "pass a folder with a labels.json")
-    labels = json.loads(labels_file.read_text(encoding="utf-8"))
-    digits = [path for path in image_files_in(args.digits) if path.name in labels]
-    others = image_files_in(args.non_digits)
-    if not digits or not others:
-        raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
+    labels, digits, others = outlier_exposure.read_folders(args.digits, args.non_digits)
     like = set() if args.digit_like is None else outlier_exposure.digit_like_names(args.digit_like, others)
     unlike = torch.tensor([path.name not in like for path in others])
     truth = torch.tensor([labels[path.name] for path in digits])
@@ -258,12 +249,7 @@ def layer_features(network: torch.nn.Module, images: torch.Tensor) -> dict[str, 
 
 
 def read_layers(args: argparse.Namespace) -> int:
-    labels_file = require_regular_file(args.digits / "labels.json", "labels file", "pass a folder with a labels.json")
-    labels = json.loads(labels_file.read_text(encoding="utf-8"))
-    digits = [path for path in image_files_in(args.digits) if path.name in labels]
-    others = image_files_in(args.non_digits)
-    if not digits or not others:
-        raise LenetError("both folders must hold images: pass --digits and --non-digits folders of images.")
+    labels, digits, others = outlier_exposure.read_folders(args.digits, args.non_digits)
     truth = torch.tensor([labels[path.name] for path in digits])
     print("| checkpoint | layer | non-digits: not a digit (with the evidence) | real digits read right "
           "| non-digits: not a digit (alone) | real digits read right (alone) |\n|---|---|---|---|---|---|")

@@ -171,9 +171,8 @@ def test_the_elastic_grid_moves_each_image_by_a_smooth_field_of_about_the_pixels
     assert torch.equal(moved, again)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("variant", [["turned", "--share", "0.1", "--rotate"], ["elastic", "--pixels", "1.0"]])
-def test_a_variant_trains_as_the_refusal_benchmark_does_and_prints_its_table(tiny_mnist, tmp_path, variant):
+def a_seven_and_scribbles(folder: Path, count: int, name=lambda index: f"s{index}.png") -> tuple[Path, Path]:
+    """Two folders under `folder`: digits/ (one drawn 7 and its labels.json) and others/ (`count` scribbles)."""
     import json
 
     import torch
@@ -182,12 +181,19 @@ def test_a_variant_trains_as_the_refusal_benchmark_does_and_prints_its_table(tin
     from helpers import drawn_seven
     from lenet.outliers import scribbles
 
-    digits, others = tmp_path / "digits", tmp_path / "others"
+    digits, others = folder / "digits", folder / "others"
     digits.mkdir(), others.mkdir()
     (digits / "labels.json").write_text(json.dumps({"a.png": 7}))
     drawn_seven(digits / "a.png")
-    for index, image in enumerate(scribbles(2, torch.Generator().manual_seed(5))):
-        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    for index, image in enumerate(scribbles(count, torch.Generator().manual_seed(5))):
+        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / name(index))
+    return digits, others
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [["turned", "--share", "0.1", "--rotate"], ["elastic", "--pixels", "1.0"]])
+def test_a_variant_trains_as_the_refusal_benchmark_does_and_prints_its_table(tiny_mnist, tmp_path, variant):
+    digits, others = a_seven_and_scribbles(tmp_path, 2)
     result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), *variant, "--non-digits",
                              str(others), "--digits", str(digits), "--seeds", "0", "--scribbles", "4", "--epochs", "1",
                              "--data-dir", str(tiny_mnist), "--recipe", "val_size=200 batch_size=32"],
@@ -248,19 +254,8 @@ def test_the_drawn_variant_replaces_a_share_of_the_bank_with_the_drawn_character
 def test_the_drawn_variant_reads_only_the_alphabets_it_did_not_train_beside(tiny_mnist, tmp_path):
     import json
 
-    import torch
-    from PIL import Image
-
-    from helpers import drawn_seven
-    from lenet.outliers import scribbles
-
-    digits, others = tmp_path / "digits", tmp_path / "others"
-    digits.mkdir(), others.mkdir()
-    (digits / "labels.json").write_text(json.dumps({"a.png": 7}))
-    drawn_seven(digits / "a.png")
-    for index, image in enumerate(scribbles(5, torch.Generator().manual_seed(5))):
-        name = f"{'Foo' if index < 2 else 'Bar'}_character01_{index}.png"
-        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / name)
+    digits, others = a_seven_and_scribbles(tmp_path, 5, lambda index: f"{'Foo' if index < 2 else 'Bar'}_character01_"
+                                                                      f"{index}.png")
     result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "drawn", "--alphabets", "Foo",
                              "--share", "0.1", "--non-digits", str(others), "--digits", str(digits), "--seeds", "0",
                              "--scribbles", "4", "--epochs", "1", "--data-dir", str(tiny_mnist),
@@ -278,22 +273,9 @@ def test_the_drawn_variant_reads_only_the_alphabets_it_did_not_train_beside(tiny
 
 @pytest.mark.slow
 def test_the_layers_variant_reads_a_checkpoint_on_each_layer(tiny_checkpoint, tmp_path):
-    import json
-
-    import torch
-    from PIL import Image
-
-    from helpers import drawn_seven
-    from lenet.outliers import scribbles
-
-    (tmp_path / "labels.json").write_text(json.dumps({"a.png": 7}))
-    drawn_seven(tmp_path / "a.png")
-    others = tmp_path / "others"
-    others.mkdir()
-    for index, image in enumerate(scribbles(3, torch.Generator().manual_seed(5))):
-        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    digits, others = a_seven_and_scribbles(tmp_path, 3)
     result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "layers", str(tiny_checkpoint),
-                             "--non-digits", str(others), "--digits", str(tmp_path)],
+                             "--non-digits", str(others), "--digits", str(digits)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith(f"| {tiny_checkpoint} |")]
@@ -303,23 +285,10 @@ def test_the_layers_variant_reads_a_checkpoint_on_each_layer(tiny_checkpoint, tm
 
 @pytest.mark.slow
 def test_an_ensemble_of_one_model_twice_reads_as_that_model_alone(tiny_checkpoint, tmp_path):
-    import json
-
-    import torch
-    from PIL import Image
-
-    from helpers import drawn_seven
-    from lenet.outliers import scribbles
-
-    (tmp_path / "labels.json").write_text(json.dumps({"a.png": 7}))
-    drawn_seven(tmp_path / "a.png")
-    others = tmp_path / "others"
-    others.mkdir()
-    for index, image in enumerate(scribbles(6, torch.Generator().manual_seed(5))):
-        Image.fromarray((image.numpy() * 255).astype("uint8")).save(others / f"s{index}.png")
+    digits, others = a_seven_and_scribbles(tmp_path, 6)
     (tmp_path / "like.txt").write_text("s0.png\ns1.png\n")
     result = subprocess.run([sys.executable, str(BENCHMARKS / "outlier_variants.py"), "ensemble", str(tiny_checkpoint),
-                             str(tiny_checkpoint), "--non-digits", str(others), "--digits", str(tmp_path),
+                             str(tiny_checkpoint), "--non-digits", str(others), "--digits", str(digits),
                              "--digit-like", str(tmp_path / "like.txt")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = [line.split(" | ") for line in result.stdout.splitlines()[2:]]
