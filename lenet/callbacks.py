@@ -20,7 +20,6 @@ from lenet.checkpoint import build_checkpoint, save_checkpoint
 from lenet.config import Config
 from lenet.data import Splits
 from lenet.errors import LenetError
-from lenet.outliers import Scribbles
 
 
 @dataclass
@@ -34,7 +33,6 @@ class RunState:
     splits: Splits
     run_dir: Path
     device: torch.device
-    outliers: Scribbles | None = None  # the scribbles shown beside each batch (`Config.scribbles`), if any
     epoch: int = 0
     step: int = 0
     schedule_start: int = 0  # the epoch the learning-rate schedule began at (later when a run is extended)

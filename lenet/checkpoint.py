@@ -1,16 +1,14 @@
 """The one checkpoint format: how a checkpoint is built, written, read, validated and turned back into a model.
 
-A checkpoint is a plain dict: `model` (state dict), `optimizer`, `scheduler`, `schedule_start` (the
-epoch the current learning-rate schedule began at), `config` (a dict), `epoch`, `metrics` (that
-epoch's record), `history`, `normalization` ({"mean", "std"}), `classes`, `rng` (torch's CPU
-generator state) and, once training has ended, `temperature` (see `lenet.calibration`), `familiar`
-(the features of FAMILIAR training digits, float16 unit vectors), `refuse_below` and `evidence_below`, the
-familiarity and the evidence under either of which an image is "not a digit" (see `lenet.outliers`). Older
-checkpoints lack some of these: without a temperature the softmax is used as it is, without `familiar` nothing is
-answered "not a digit", and without `evidence_below` only the familiarity refuses. It is written atomically and
-loaded with `weights_only=True`, so a file that carries pickled code is refused and nothing in it runs. Every
-field a reader uses is validated once, here, so a damaged or crafted file is one clear sentence, never a traceback
-deep inside.
+A checkpoint is a plain dict, and this module names every key in it: `format_version`, `model` (state dict),
+`optimizer`, `scheduler`, `schedule_start` (the epoch the current learning-rate schedule began at), `config` (a
+dict), `epoch`, `metrics` (that epoch's record), `history`, `normalization` ({"mean", "std"}), `classes`, `rng`
+(torch's CPU generator state) and, in best.pt once training has ended (`lenet.finish`), `temperature` (see
+`lenet.calibration`) and `refusal` (`lenet.refusal.Refusal`: the features of training digits as float16 unit
+vectors, and the familiarity and evidence under either of which an image is "not a digit"). A checkpoint without
+them (an epoch's, or last.pt) uses the softmax as it is and refuses nothing. It is written atomically and loaded
+with `weights_only=True`, so a file that carries pickled code is refused and nothing in it runs. Every field a
+reader uses is validated once, here, so a damaged or crafted file is one clear sentence, never a traceback.
 """
 
 from __future__ import annotations
@@ -27,11 +25,13 @@ import torch
 from lenet.config import Config
 from lenet.data import DIGITS
 from lenet.errors import LenetError
-from lenet.files import atomic_write, existing_path, explain_os_error, require_regular_file
+from lenet.files import atomic_write, checked_path, explain_os_error, require_regular_file
 from lenet.model import LeNet5
-from lenet.runs import BEST, checkpoint_path
+from lenet.refusal.rule import Refusal
+from lenet.runs import BEST, checkpoint_path, epoch_checkpoints
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the refusal as one `refusal` entry (1 kept familiar, refuse_below, evidence_below apart)
+REFUSAL_KEYS = {"familiar", "familiarity_below", "evidence_below"}
 CHECKPOINT_HINT = "pass a .pt file such as runs/<run>/checkpoints/best.pt"
 
 
@@ -61,7 +61,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint safely (`weights_only=True`); LenetError in one sentence if unusable."""
-    path = existing_path(path, "checkpoint", f"no checkpoint at {path}: check the path, or run `make train` to "
+    path = checked_path(path, "checkpoint", f"no checkpoint at {path}: check the path, or run `make train` to "
                          "create one.", CHECKPOINT_HINT, follow_symlinks=False)
     if path.is_dir():
         raise LenetError(f"{path} is a folder, not a checkpoint: {folder_hint(path)}.")
@@ -96,7 +96,7 @@ def folder_hint(folder: Path) -> str:
 def damaged_hint(path: Path) -> str:
     """Which other checkpoints beside a damaged one are intact, and how to use them."""
     intact = []
-    for other in sorted(path.parent.glob("epoch_*.pt")):
+    for other in epoch_checkpoints(path.parent):
         try:
             torch.load(other, map_location="cpu", weights_only=True)
         except Exception:
@@ -116,6 +116,10 @@ def validate(checkpoint: Any, path: Path) -> None:
 
     if not isinstance(checkpoint, dict) or not {"model", "config", "normalization"} <= checkpoint.keys():
         refuse("it lacks the model, config or normalization")
+    version = checkpoint.get("format_version")
+    if version != FORMAT_VERSION:
+        raise LenetError(f"{path} is in checkpoint format {version}, and this lenet reads format {FORMAT_VERSION}: "
+                         "train the model again with this version (`make train`).")
     weights = checkpoint["model"]
     if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
         refuse("its model is not a dict of tensors")
@@ -138,17 +142,40 @@ def validate(checkpoint: Any, path: Path) -> None:
     temperature = checkpoint.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
         refuse(f"its temperature {temperature!r} is not a positive number")
-    for key in ("refuse_below", "evidence_below"):
-        threshold = checkpoint.get(key)
-        if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
-            refuse(f"its refusal threshold {threshold!r} is not a finite number")
-    familiar = checkpoint.get("familiar")
+    refusal = checkpoint.get("refusal")
+    if refusal is None:
+        return
+    if not isinstance(refusal, dict) or not REFUSAL_KEYS <= refusal.keys():
+        refuse(f"its refusal is not a dict of {', '.join(sorted(REFUSAL_KEYS))}")
+    for key in ("familiarity_below", "evidence_below"):
+        if not (isinstance(refusal[key], (int, float)) and math.isfinite(refusal[key])):
+            refuse(f"its refusal threshold {refusal[key]!r} is not a finite number")
+    familiar = refusal["familiar"]
     features = weights.get("fc1.weight")
     width = features.shape[1] if isinstance(features, torch.Tensor) and features.ndim == 2 else None
-    if familiar is not None and not (isinstance(familiar, torch.Tensor) and familiar.ndim == 2 and len(familiar)
-                                     and familiar.is_floating_point() and familiar.shape[1] == width
-                                     and bool(torch.isfinite(familiar).all())):
+    if not (isinstance(familiar, torch.Tensor) and familiar.ndim == 2 and len(familiar)
+            and familiar.is_floating_point() and familiar.shape[1] == width and bool(torch.isfinite(familiar).all())):
         refuse("its familiar features are not a finite (N, 400) tensor")
+
+
+def with_calibration(checkpoint: dict[str, Any], temperature: float, refusal: Refusal) -> dict[str, Any]:
+    """`checkpoint` with what the step after training fits: its temperature and its refusal."""
+    return {**checkpoint, "temperature": temperature,
+            "refusal": {"familiar": refusal.familiar, "familiarity_below": refusal.familiarity_below,
+                        "evidence_below": refusal.evidence_below}}
+
+
+def temperature_of(checkpoint: dict[str, Any]) -> float:
+    """The temperature that calibrates a validated checkpoint's logits (1.0 for one never calibrated)."""
+    return float(checkpoint.get("temperature") or 1.0)
+
+
+def refusal_of(checkpoint: dict[str, Any]) -> Refusal | None:
+    """The refusal stored in a validated checkpoint, or None for one that refuses nothing (an epoch's checkpoint)."""
+    refusal = checkpoint.get("refusal")
+    if refusal is None:
+        return None
+    return Refusal(refusal["familiar"], float(refusal["familiarity_below"]), float(refusal["evidence_below"]))
 
 
 def classes_of(checkpoint: dict[str, Any]) -> list[str]:
@@ -168,8 +195,9 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> LeNet5:
 
 
 def restore(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: Any) -> None:
-    """Put a run back as the checkpoint left it: weights, optimizer and schedule state, and the CPU RNG."""
+            scheduler: Any = None) -> None:
+    """Put a run back as the checkpoint left it: weights, optimizer state, the CPU RNG, and the schedule's state
+    when `scheduler` is given (pass None to start a new schedule, as an extended run does)."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     if scheduler is not None and checkpoint.get("scheduler") is not None:

@@ -1,18 +1,19 @@
-"""Training configuration: one frozen dataclass, its validation, presets and the command-line mapping.
+"""Training configuration: one frozen dataclass, its validation, and presets.
 
 The defaults reproduce the README's headline result (>= 99.0% MNIST test accuracy, mean of 3 seeds).
-Notebooks change it with `dataclasses.replace(cfg, epochs=2)`; the CLI maps `--field value` onto it.
+Notebooks change it with `dataclasses.replace(cfg, epochs=2)`; `lenet-train` (lenet.cli.train) maps each
+`--field-name value` onto it, and an invalid value names the flag (`flag`).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 from lenet.errors import LenetError
+from lenet.runs import NOTEBOOK_RUNS, RUNS_DIR
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
@@ -20,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASET_NAMES = ("mnist", "fashion-mnist")
 MAX_BATCH_SIZE = 65_536  # far above any useful batch; the data's own size is checked when it is loaded
 MAX_SCRIBBLES = 1024  # scribbles per training batch
-RESERVED_RUN_NAMES = ("notebooks",)  # runs/notebooks/ holds the notebooks' runs
+RESERVED_RUN_NAMES = (NOTEBOOK_RUNS,)  # runs/notebooks/ holds the notebooks' runs
 
 
 class ConfigError(LenetError):
@@ -76,7 +77,7 @@ class Config:
     device: str = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cpu, cuda or mps"})
     channels_last: bool = field(default=False, metadata={"help": "store activations channels-last"})
     run_name: str | None = field(default=None, metadata={"help": "run folder name; else dataset-optimizer-time"})
-    runs_dir: str = field(default="runs", metadata={"help": "parent folder of all runs"})
+    runs_dir: str = field(default=RUNS_DIR, metadata={"help": "parent folder of all runs"})
     log_every: int = field(default=100, metadata={"help": "log the training loss every N steps"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing run folder of the same name"})
 
@@ -118,13 +119,9 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
-        """Rebuild a config saved by `to_dict`, ignoring fields this version no longer has.
-
-        Runs saved before the affine and stroke augmentations or the scribbles existed trained without them.
-        """
+        """Rebuild a config saved by `to_dict`, ignoring fields this version no longer has."""
         known = {f.name for f in fields(cls)}
-        older = {name: 0 for name in LATER_AUGMENTATIONS if name not in values}
-        return cls(**{**older, **{k: v for k, v in values.items() if k in known}})
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def resumed(self, changes: dict[str, Any]) -> "Config":
         """This saved config with the changes a continued run allows (RESUMABLE); LenetError naming any other."""
@@ -136,8 +133,6 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-# The augmentations (and scribbles) added after the first runs were saved: a config without them trained without them.
-LATER_AUGMENTATIONS = ("rotate", "scale", "shear", "thicken", "thin", "scribbles")
 # What may change when a run is continued: the rest would make it a different run.
 RESUMABLE = ("epochs", "data_dir", "device", "patience")
 
@@ -154,13 +149,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def flag(name: str) -> str:
-    """The command-line flag of a Config field: batch_size -> --batch-size."""
+    """The command-line flag of a settings field (Config, ServerSettings): batch_size -> --batch-size."""
     return "--" + name.replace("_", "-")
 
 
-def parse_field(config_field: dataclasses.Field) -> Any:
-    """The argparse `type` of a Config field: int, float or str (bools are on/off flags)."""
-    return {"int": int, "float": float}.get(str(config_field.type), str)
+def field_type(setting: dataclasses.Field) -> type:
+    """How the text of a settings field is read: int, float or str (bools are on/off flags)."""
+    return {"int": int, "float": float}.get(str(setting.type), str)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -171,44 +166,8 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise LenetError(f"{item!r} is not FIELD=VALUE with a Config field (e.g. batch_size=256).")
     if types[name].type in ("bool", bool):
         return name, text.lower() in ("1", "true", "yes", "on")
-    kind = parse_field(types[name])
+    kind = field_type(types[name])
     try:
         return name, kind(text)
     except ValueError:
         raise LenetError(f"{item!r}: {name} must be {'an integer' if kind is int else 'a number'}.") from None
-
-
-def train_parser(prog: str = "lenet-train", description: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one dashed flag per Config field; each help text states its default."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="start from a named set of settings (default: default)")
-    for f in fields(Config):
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if f.type in ("bool", bool):
-            parser.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        else:
-            parser.add_argument(flag(f.name), dest=f.name, type=parse_field(f), default=None,
-                                metavar=f.name.upper(), help=help_text)
-    return parser
-
-
-def typed_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The Config fields whose flags the user typed, with their values."""
-    return {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
-
-
-def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
-    """The preset, then every flag the user typed; a bad value exits with a message naming the flag."""
-    try:
-        return Config(**{**PRESETS[args.preset], **typed_fields(args)})
-    except ConfigError as error:
-        parser.error(error.as_flag())
-        raise  # unreachable: parser.error exits
-
-
-def parse_config(argv: Sequence[str] | None = None) -> Config:
-    """Parse command-line flags into a Config (exits with a clear message on bad input)."""
-    parser = train_parser()
-    return config_from_args(parser.parse_args(argv), parser)

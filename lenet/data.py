@@ -37,6 +37,10 @@ CLASSES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
+# MNIST's geometry: each digit's longer side was scaled to DIGIT_SIZE px, then centred by mass at (CENTRE, CENTRE)
+# of a FIELD_SIZE x FIELD_SIZE field. People's images (lenet.inference.preprocess) and drawn non-digits
+# (lenet.refusal.non_digits) are placed the same way.
+FIELD_SIZE, DIGIT_SIZE, CENTRE = 28, 20, 14.0
 # Fixed so that every seed and every optimizer is compared on the same validation images.
 SPLIT_SEED = 20240601
 
@@ -157,8 +161,8 @@ def augment(images: torch.Tensor, augmentation: Augmentation, generator: torch.G
     """
     if augmentation.thicken or augmentation.thin:
         draw = torch.rand(images.shape[0], generator=generator).to(images.device).view(-1, 1, 1, 1)
-        images = torch.where(draw < augmentation.thicken, dilate(images),
-                             torch.where(draw >= 1 - augmentation.thin, -dilate(-images), images))
+        images = torch.where(draw < augmentation.thicken, grow_strokes(images),
+                             torch.where(draw >= 1 - augmentation.thin, -grow_strokes(-images), images))
     if augmentation.warps:
         return random_affine(images, augmentation, generator)
     if augmentation.max_shift:
@@ -166,10 +170,10 @@ def augment(images: torch.Tensor, augmentation: Augmentation, generator: torch.G
     return images
 
 
-def dilate(images: torch.Tensor) -> torch.Tensor:
+def grow_strokes(images: torch.Tensor) -> torch.Tensor:
     """Grey-level dilation by a 3x3 square: every pixel becomes the maximum of its neighbourhood.
 
-    White strokes on black grow by a pixel each way; `-dilate(-x)` shrinks them (erosion). Done as
+    White strokes on black grow by a pixel each way; `-grow_strokes(-x)` shrinks them (erosion). Done as
     the maximum of shifted views, rows then columns: max_pool2d(x, 3, stride=1) gives the same values
     but is over ten times slower on a CPU at this size.
     """

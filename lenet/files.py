@@ -1,4 +1,5 @@
-"""Files on disk: the one atomic write, the check that a path names a regular file, and OS errors in words.
+"""Files on disk: the one atomic write, the checks that a path names a regular file, OS errors in words, and file
+names made printable.
 
 Every file lenet writes (checkpoints, config.json, metrics.json, exported models) goes through
 `atomic_write`: the bytes land in a temp file beside the target, are flushed to disk, and only then
@@ -93,28 +94,27 @@ def explain_os_error(path: Path, error: OSError, what: str = "file", hint: str =
     return f"{path} {reasons.get(error.errno, f'cannot be used ({error.strerror or error}): {hint}')}."
 
 
-def existing_path(path: str | os.PathLike, what: str, missing: str, hint: str = "check the path",
-                  follow_symlinks: bool = True) -> Path:
-    """`path` once the OS has found it: LenetError saying `missing` if it does not exist, else the OS's reason
-    (a name too long, a path through a file, a denied folder, an I/O error) in one sentence."""
+def checked_path(path: str | os.PathLike, what: str = "file", missing: str | None = None,
+                 hint: str = "check the path", follow_symlinks: bool = True) -> Path:
+    """`path` as a Path once the OS has answered about it without an error: a name too long, a path through a
+    file, a denied folder or an I/O error become one LenetError sentence. A missing path is fine (the caller
+    decides) unless `missing` is given: then it is the LenetError's sentence."""
     path = Path(path)
     try:
         path.stat(follow_symlinks=follow_symlinks)
-    except FileNotFoundError:
-        raise LenetError(missing) from None
+    except (FileNotFoundError, NotADirectoryError) as error:
+        if missing is not None and isinstance(error, FileNotFoundError):
+            raise LenetError(missing) from None
+        if missing is not None:
+            raise LenetError(explain_os_error(path, error, what, hint)) from None
     except OSError as error:
         raise LenetError(explain_os_error(path, error, what, hint)) from None
     return path
 
 
-def checked_path(path: str | os.PathLike, what: str = "file") -> Path:
-    """`path` as a Path once the OS has answered about it without an error (a missing path is fine, the caller
-    decides): a name too long, a denied folder or an I/O error become one LenetError sentence."""
-    path = Path(path)
+def printable(text: str) -> str:
+    """`text` safe to print and to encode as UTF-8 JSON: undecodable bytes of a file name become \\xNN."""
     try:
-        path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    except OSError as error:
-        raise LenetError(explain_os_error(path, error, what)) from None
-    return path
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

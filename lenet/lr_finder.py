@@ -18,13 +18,12 @@ import torch.nn.functional as F
 from lenet.config import Config
 from lenet.data import TensorBatches
 from lenet.errors import LenetError
+from lenet.train import build_run
 
 
 def find_lr(config: Config, steps: int = 300) -> "RangeTest":
     """Smith's range test for this config's optimizer and batch size, on a fresh model."""
-    from lenet.train import prepare  # the data, model and optimizer exactly as `fit` builds them
-
-    _, splits, model, optimizer = prepare(config)
+    _, splits, model, optimizer = build_run(config)  # the data, model and optimizer exactly as `fit` builds them
     return lr_range_test(model, optimizer, splits.train, steps=steps)
 
 

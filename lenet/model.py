@@ -24,7 +24,7 @@ class LeNet5(nn.Module):
         return self.head(self.features(x))  # (B, num_classes) logits
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 400): what the two convolutions found, flattened (`lenet.outliers` compares them with digits')."""
+        """(B, 400): what the two convolutions found, flattened (`lenet.refusal` compares them with digits')."""
         # relu(max_pool(x)) equals max_pool(relu(x)) because relu is monotonic; pooling first
         # applies the activation to 4x fewer values, forward and backward.
         x = F.relu(F.max_pool2d(self.conv1(x), 2))  # (B, 6, 14, 14)

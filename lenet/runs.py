@@ -19,17 +19,15 @@ The default model (for `lenet-predict`, `lenet-serve`, `draw_and_predict()` and 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Iterator
 
 from lenet.errors import LenetError
-from lenet.files import checked_path, explain_os_error
-
-if TYPE_CHECKING:
-    from lenet.config import Config
+from lenet.files import atomic_write, checked_path, explain_os_error, write_json
 
 RUNS_DIR = "runs"
 NOTEBOOK_RUNS = "notebooks"  # runs/notebooks/: the notebooks' own runs, never the default model
@@ -47,13 +45,46 @@ def run_dir_of(checkpoint: Path) -> Path:
     return Path(checkpoint).parent.parent
 
 
-def new_run_dir(config: "Config") -> Path:
-    """Where a new run of `config` goes: runs/<run_name>/, or a name made from the dataset, optimizer and time."""
-    runs_dir = Path(config.runs_dir)
+def epoch_checkpoints(folder: Path) -> list[Path]:
+    """The epoch_NN.pt files in a checkpoints folder, oldest first."""
+    return sorted(Path(folder).glob("epoch_*.pt"))
+
+
+def write_config(run_dir: Path, settings: dict[str, Any]) -> None:
+    """config.json: the run's settings (`Config.to_dict()`), written when it starts and when it is continued."""
+    write_json(Path(run_dir) / CONFIG, settings)
+
+
+def write_metrics(run_dir: Path, result: dict[str, Any]) -> None:
+    """metrics.json: the run's result; a run that has it is completed."""
+    write_json(Path(run_dir) / METRICS, result)
+
+
+def checkpoint_name(checkpoint: Path) -> str:
+    """A checkpoint's name without an absolute path: "<run>/checkpoints/best.pt", or the file's own name."""
+    checkpoint, run = Path(checkpoint), run_dir_of(checkpoint).name
+    return f"{run}/{CHECKPOINTS}/{checkpoint.name}" if checkpoint.parent.name == CHECKPOINTS and run else \
+        checkpoint.name
+
+
+def run_test_accuracy(checkpoint: Path) -> float | None:
+    """The test accuracy in metrics.json of the run a best.pt belongs to, or None (another file, or no result)."""
+    metrics = run_dir_of(checkpoint) / METRICS
+    try:
+        if Path(checkpoint).name != BEST or not metrics.is_file():
+            return None
+        value = json.loads(metrics.read_text(encoding="utf-8")).get("test_accuracy")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def new_run_dir(runs_dir: str | os.PathLike, run_name: str | None, dataset: str, optimizer: str) -> Path:
+    """Where a new run goes: <runs_dir>/<run_name>/, or a name made from the dataset, optimizer and time."""
+    runs_dir = Path(runs_dir)
     if runs_dir.exists() and not runs_dir.is_dir():
         raise LenetError(f"--runs-dir {runs_dir} is a file, not a folder: pass a folder (it is created if missing).")
-    name = config.run_name or f"{config.dataset}-{config.optimizer}-{datetime.now():%Y%m%d-%H%M%S}"
-    return runs_dir / name
+    return runs_dir / (run_name or f"{dataset}-{optimizer}-{datetime.now():%Y%m%d-%H%M%S}")
 
 
 def make_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -87,13 +118,10 @@ def resume_point(resume: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def point_best_at(run_dir: Path, epoch: int) -> None:
-    """Make best.pt a copy of epoch_NN.pt, unless it already is that epoch (a run continued from an earlier
-    checkpoint may have a best.pt from an epoch it no longer has)."""
-    from lenet.checkpoint import load_checkpoint, save_checkpoint
-
-    best = checkpoint_path(run_dir, BEST)
-    if load_checkpoint(best)["epoch"] != epoch:
-        save_checkpoint(load_checkpoint(checkpoint_path(run_dir, epoch)), best)
+    """Make best.pt a copy of epoch_NN.pt (a run continued from an earlier checkpoint may have a best.pt from an
+    epoch it no longer has), atomically."""
+    data = checkpoint_path(run_dir, epoch).read_bytes()
+    atomic_write(checkpoint_path(run_dir, BEST), lambda file: file.write(data))
 
 
 def lock_path(run_dir: Path) -> Path:

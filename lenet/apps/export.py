@@ -1,4 +1,5 @@
-"""Exporting a trained checkpoint for use without this package: ONNX or TorchScript, and the `lenet-export` CLI.
+"""Exporting a trained checkpoint for use without this package: ONNX or TorchScript (the `lenet-export` command is
+`lenet.cli.export`).
 
 The exported model is LeNet-5 alone: it takes a normalized (N, 1, 28, 28) float32 batch of any size N
 and returns (N, classes) logits. Preparing images (see `lenet.inference.preprocess`) stays with the caller, so the
@@ -11,20 +12,17 @@ packages). TorchScript is deprecated by PyTorch but still loads with `torch.jit.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import stat
-import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
-from lenet.cli import command_parser, run_parsed
 from lenet.errors import LenetError
 from lenet.files import atomic_write, explain_os_error
 
@@ -115,39 +113,3 @@ def check_target(output: Path, format: str, force: bool) -> None:
 def suffix(format: str) -> str:
     """The usual file extension for a format."""
     return "onnx" if format == "onnx" else "pt"
-
-
-def export_parser() -> argparse.ArgumentParser:
-    """The `lenet-export` command line; every help text states its default."""
-    parser = command_parser(
-        "lenet-export",
-        "Export a trained LeNet-5 checkpoint as ONNX or TorchScript. The exported model takes a "
-        "normalized (N, 1, 28, 28) float32 batch of any size and returns (N, 10) logits; the "
-                    "training mean and std are stored in the file's metadata.")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="the checkpoint to export, e.g. "
-                                                                "runs/<run>/checkpoints/best.pt (required)")
-    parser.add_argument("--format", metavar="FORMAT", required=True,
-                        help=f"one of {', '.join(EXPORT_FORMATS)} (required)")
-    parser.add_argument("-o", "--output", metavar="FILE", required=True,
-                        help="where to write the model, e.g. lenet.onnx or lenet.pt; folders are created "
-                             "(required)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace FILE if it already exists (only a regular file is ever replaced)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `lenet-export` / `python -m lenet.apps.export`: 0 on success, 2 on a user error."""
-    return run_parsed(export_parser(), export_file, argv)
-
-
-def export_file(args: argparse.Namespace) -> int:
-    """Export the checkpoint the arguments name, and say where it went."""
-    path = export(args.checkpoint, args.format.lower(), args.output, force=args.force)
-    print(f"wrote {path} ({args.format.lower()}, {path.stat().st_size / 1024:.0f} KB): input {INPUT_NAME!r} "
-          f"(N, 1, 28, 28) normalized, output {OUTPUT_NAME!r} (N, 10) logits")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

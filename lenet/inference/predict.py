@@ -1,22 +1,20 @@
-"""Inference: load a trained checkpoint, predict the digit in users' images, and the `lenet-predict` CLI.
+"""Inference: load a trained checkpoint and predict the digit in users' images (the `lenet-predict` command is
+`lenet.cli.predict`).
 
 The model answers with a probability for each class, calibrated with the temperature stored in the
 checkpoint (see `lenet.calibration`), and one of three outcomes:
     "digit"        the top class, at UNSURE_BELOW or more;
     "unsure"       the image looks like a digit but the top probability is below UNSURE_BELOW;
     "not a digit"  the image's familiarity, how much its features look like those of the training digits kept
-                   in the checkpoint, is below the checkpoint's `refuse_below`, or its evidence, how strongly any
-                   digit answers, is below `evidence_below` (see `lenet.outliers`), whatever the softmax says.
+                   in the checkpoint, or its evidence, how strongly any digit answers, is under the threshold the
+                   checkpoint's refusal stores (`lenet.refusal.Refusal`), whatever the softmax says.
 The label is None unless the outcome is "digit", rather than a confident-looking wrong digit.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,15 +24,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
-from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
+from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint, refusal_of, temperature_of
 from lenet.errors import LenetError
-from lenet.files import checked_path, explain_os_error
+from lenet.files import checked_path, explain_os_error, printable
 from lenet.inference.images import image_files_in
 from lenet.inference.preprocess import IMAGE_EXTENSIONS, ImageLike, Preprocessed, PreprocessError, preprocess
 from lenet.model import LeNet5
-from lenet.outliers import evidence, familiarity
-from lenet.runs import BEST, CHECKPOINTS, METRICS, RUNS_DIR, default_checkpoint, run_dir_of
+from lenet.refusal.rule import Refusal, evidence, familiarity
+from lenet.runs import RUNS_DIR, checkpoint_name, default_checkpoint, run_test_accuracy
 
 UNSURE_BELOW = 0.5  # a top probability under this is reported as "unsure", not as a digit
 DIGIT, UNSURE, NOT_A_DIGIT = "digit", "unsure", "not a digit"  # the three outcomes, as --json writes them
@@ -53,17 +50,14 @@ class Predictor:
     device: torch.device
     checkpoint_path: Path
     temperature: float = 1.0  # logits are divided by it before the softmax (1.0: an uncalibrated checkpoint)
-    familiar: torch.Tensor | None = None  # (N, 400) features of training digits, on `device` (None: never refused)
-    refuse_below: float | None = None  # familiarity under which an image is "not a digit"
-    evidence_below: float | None = None  # evidence under which an image is "not a digit" (None: not used)
+    refusal: Refusal | None = None  # decides "not a digit", its features on `device` (None: nothing is refused)
     epoch: int | None = None  # the training epoch the checkpoint was saved at
     test_accuracy: float | None = None  # from the run's metrics.json, when it has one
     loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def summary(self) -> str:
         """Which model this is, without an absolute path: "mine/checkpoints/best.pt (epoch 3, 99.12% test accuracy)"."""
-        path, run = self.checkpoint_path, run_dir_of(self.checkpoint_path).name
-        name = f"{run}/{CHECKPOINTS}/{path.name}" if path.parent.name == CHECKPOINTS and run else path.name
+        name = checkpoint_name(self.checkpoint_path)
         facts = [f"epoch {self.epoch}"] if self.epoch is not None else []
         if self.test_accuracy is not None:
             facts.append(f"{self.test_accuracy:.2%} test accuracy")
@@ -81,13 +75,8 @@ class Prediction:
     probabilities: list[float]  # one per class, summing to 1
     image: np.ndarray = field(repr=False)  # (28, 28) float32 in [0, 1]: what the model saw
     outcome: str = DIGIT  # DIGIT, UNSURE or NOT_A_DIGIT
-    familiarity: float | None = None  # see `lenet.outliers`; below the checkpoint's refuse_below: not a digit
-    evidence: float | None = None  # logsumexp(logits / T); below the checkpoint's evidence_below: not a digit
-
-    @property
-    def unsure(self) -> bool:
-        """No digit is claimed: unsure between digits, or not a digit at all."""
-        return self.outcome != DIGIT
+    familiarity: float | None = None  # how much it looks like the training digits (None: nothing is refused)
+    evidence: float | None = None  # logsumexp(logits / T): how strongly any digit answers (`lenet.refusal`)
 
     def top(self, k: int = 3) -> list[tuple[int, float]]:
         """The k most likely (class index, probability) pairs, most likely first."""
@@ -106,36 +95,11 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     except (RuntimeError, AssertionError) as error:  # an unknown or absent device
         raise LenetError(f"device {device} cannot be used ({str(error).splitlines()[0]}): use cpu.") from None
     normalization = checkpoint["normalization"]
-    familiar, refuse_below = checkpoint.get("familiar"), checkpoint.get("refuse_below")
-    refuses = familiar is not None and refuse_below is not None  # an older best.pt may hold one without the other
+    refusal = refusal_of(checkpoint)
     return Predictor(network=network, mean=float(normalization["mean"]), std=float(normalization["std"]),
                      classes=classes_of(checkpoint), device=device, checkpoint_path=path,
-                     temperature=float(checkpoint.get("temperature") or 1.0),
-                     familiar=familiar.to(device, torch.float32) if refuses else None,
-                     refuse_below=float(refuse_below) if refuses else None,
-                     evidence_below=float(checkpoint["evidence_below"])
-                     if refuses and checkpoint.get("evidence_below") is not None else None,
-                     epoch=checkpoint.get("epoch"),
-                     test_accuracy=run_test_accuracy(path))
-
-
-def load_announced(args: argparse.Namespace) -> Predictor:
-    """The model a command's --checkpoint / --runs-dir name, said on stderr: "using <run>/checkpoints/best.pt (...)"."""
-    predictor = load_model(args.checkpoint, runs_dir=args.runs_dir)
-    print(f"using {predictor.summary()}", file=sys.stderr, flush=True)
-    return predictor
-
-
-def run_test_accuracy(checkpoint_path: Path) -> float | None:
-    """The test accuracy in metrics.json of the run a best.pt belongs to, or None."""
-    metrics = run_dir_of(checkpoint_path) / METRICS
-    try:
-        if checkpoint_path.name != BEST or not metrics.is_file():
-            return None
-        value = json.loads(metrics.read_text(encoding="utf-8")).get("test_accuracy")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
+                     temperature=temperature_of(checkpoint), refusal=None if refusal is None else refusal.to(device),
+                     epoch=checkpoint.get("epoch"), test_accuracy=run_test_accuracy(path))
 
 
 @contextlib.contextmanager
@@ -166,14 +130,17 @@ def classify(predictor: Predictor, inputs: Sequence[Preprocessed]) -> list[Predi
             features = predictor.network.features(batch.to(predictor.device))
             logits = predictor.network.head(features).float() / predictor.temperature
             probabilities = torch.softmax(logits, dim=1).cpu()  # (B, classes)
-            scores = ([None] * len(chunk) if predictor.familiar is None
-                      else familiarity(features, predictor.familiar).cpu().tolist())
-            energies = evidence(logits).cpu().tolist()
-        for item, row, score, energy in zip(chunk, probabilities.tolist(), scores, energies):
+            evidences = evidence(logits)
+            if predictor.refusal is None:
+                scores, refused = [None] * len(chunk), [False] * len(chunk)
+            else:
+                familiarities = familiarity(features, predictor.refusal.familiar)
+                refused = predictor.refusal.refuses(familiarities, evidences).tolist()
+                scores = familiarities.cpu().tolist()
+            energies = evidences.cpu().tolist()
+        for item, row, score, energy, refused_one in zip(chunk, probabilities.tolist(), scores, energies, refused):
             top = max(range(len(row)), key=row.__getitem__)
-            refused = (score is not None and score < predictor.refuse_below) or \
-                (predictor.evidence_below is not None and energy < predictor.evidence_below)
-            outcome = NOT_A_DIGIT if refused else UNSURE if row[top] < UNSURE_BELOW else DIGIT
+            outcome = NOT_A_DIGIT if refused_one else UNSURE if row[top] < UNSURE_BELOW else DIGIT
             predictions.append(Prediction(label=top if outcome == DIGIT else None, probability=row[top],
                                           probabilities=row, image=item.image, outcome=outcome, familiarity=score,
                                           evidence=energy))
@@ -187,10 +154,10 @@ def predict(predictor: Predictor, images: Sequence[ImageLike] | ImageLike) -> li
     """One Prediction per image (path, bytes, PIL image or array); PreprocessError on a bad image."""
     if isinstance(images, SINGLE_IMAGE_TYPES):
         images = [images]  # one image; an array is always one image, never a batch
-    return classify(predictor, [prepare(image, predictor) for image in images])
+    return classify(predictor, [prepare_image(image, predictor) for image in images])
 
 
-def prepare(image: ImageLike, predictor: Predictor) -> Preprocessed:
+def prepare_image(image: ImageLike, predictor: Predictor) -> Preprocessed:
     """`preprocess` with the predictor's mean and std; an OS error about an image file (a name too long,
     permission denied, an I/O error) becomes a PreprocessError sentence, never a traceback."""
     try:
@@ -226,22 +193,12 @@ def expand_inputs(arguments: Sequence[str]) -> list[tuple[str, str | None]]:
     return inputs
 
 
-def prediction_text(prediction: Prediction, classes: Sequence[str]) -> str:
-    """One line: the digit and its probability (or "unsure", or "not a digit"), then the top 3."""
-    ranked = prediction.top(3)
-    top = ", ".join(f"{classes[index]} {probability:.1%}" for index, probability in ranked)
-    best, probability = ranked[0]
-    if prediction.unsure:
-        return f"{prediction.outcome} (best guess {classes[best]} at {probability:.1%})  top 3: {top}"
-    return f"{classes[best]} ({probability:.1%})  top 3: {top}"
-
-
 def as_json(file: str | None, outcome: Prediction | str) -> dict:
     """The --json object for one input: its prediction, or its error sentence (names made valid UTF-8).
 
     "outcome" is "digit", "unsure" or "not a digit" (null for an error); "prediction" is the digit, null unless the
     outcome is "digit"; "familiarity" is how much the image looks like the training digits and "evidence" how strongly
-    any digit answers (`lenet.outliers`): under either of the checkpoint's thresholds the outcome is "not a digit"
+    any digit answers (`lenet.refusal`): under either of the checkpoint's thresholds the outcome is "not a digit"
     ("familiarity" is null for a checkpoint without features to compare with)."""
     file = printable(file) if file is not None else None
     if isinstance(outcome, str):
@@ -251,56 +208,3 @@ def as_json(file: str | None, outcome: Prediction | str) -> dict:
             "probability": round(outcome.probability, 6), "probabilities": [round(p, 6) for p in outcome.probabilities],
             "familiarity": None if outcome.familiarity is None else round(outcome.familiarity, 4),
             "evidence": None if outcome.evidence is None else round(outcome.evidence, 4), "error": None}
-
-
-def predict_parser() -> argparse.ArgumentParser:
-    """The `lenet-predict` command line; every help text states its default."""
-    parser = command_parser(
-        "lenet-predict",
-        "Predict the digit in each image with a trained LeNet-5. Images may be dark ink on light "
-        "paper or light on dark, any size; they are prepared as MNIST was.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE",
-                        help=f"image files ({', '.join(IMAGE_EXTENSIONS)}) or folders of them, read in sorted "
-                             "order (required)")
-    add_model_arguments(parser)
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON array with an object per input instead of lines of text")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `lenet-predict` / `python -m lenet.inference.predict`: 0 if every input was predicted, else 2."""
-    return run_parsed(predict_parser(), predict_files, argv)
-
-
-def predict_files(args: argparse.Namespace) -> int:
-    """Predict every image the arguments name, printing one line (or JSON object) per input."""
-    predictor = load_announced(args)
-    files = expand_inputs(args.images)
-    outcomes: dict[int, Prediction | str] = {}  # by position in `files`: a prediction or an error sentence
-    ready: list[tuple[int, Preprocessed]] = []
-    for index, (file, error) in enumerate(files):
-        if error is not None:
-            outcomes[index] = error
-            continue
-        try:
-            ready.append((index, prepare(file, predictor)))
-        except LenetError as failure:
-            outcomes[index] = str(failure)
-    # Every image that could be read goes through the model in one batch.
-    for (index, _), prediction in zip(ready, classify(predictor, [item for _, item in ready])):
-        outcomes[index] = prediction
-    if args.json:
-        print(json.dumps([as_json(file, outcomes[index]) for index, (file, _) in enumerate(files)], indent=2))
-    else:
-        for index, (file, _) in enumerate(files):
-            outcome = outcomes[index]
-            if isinstance(outcome, str):
-                print_error(outcome)
-            else:
-                print(printable(f"{file}: {prediction_text(outcome, predictor.classes)}"), flush=True)
-    return 2 if any(isinstance(outcome, str) for outcome in outcomes.values()) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,15 +30,13 @@ import torch
 from PIL import Image, ImageChops, ImageOps
 from scipy import ndimage
 
+from lenet.data import CENTRE, DIGIT_SIZE, FIELD_SIZE
 from lenet.errors import LenetError
 from lenet.files import require_regular_file
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding: about 160 MB as RGBA
 IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, WebP or TIFF"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-DIGIT_SIZE = 20  # the longer side of the digit inside the 28x28 field, as in MNIST
-FIELD_SIZE = 28
-CENTRE = 14.0  # where MNIST puts the centre of mass (its mean over the training set is 14.0, 14.0)
 MIN_INK_LENGTH = 0.1  # less ink than a 1-px line a tenth of the image's longer side long: specks, no digit
 MIN_CONTRAST = 0.1  # ink must differ from the background by at least this much (about 25 grey levels)
 

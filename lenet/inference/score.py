@@ -1,4 +1,4 @@
-"""Scoring a trained model on a folder of labelled digit images, and the `lenet-score` CLI.
+"""Scoring a trained model on a folder of labelled digit images (the `lenet-score` command is `lenet.cli.score`).
 
 The labels come from a JSON object mapping each image's name (relative to the folder) to its digit,
 `{"d001.png": 0, "d002.png": 9, "star.png": null}`, or from digit-named subfolders `0/` ... `9/`; a label
@@ -11,11 +11,9 @@ the model or the preprocessing was at fault.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +22,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lenet.cli import add_model_arguments, command_parser, print_error, printable, run_parsed
 from lenet.data import DIGITS
 from lenet.errors import LenetError
-from lenet.files import atomic_write, existing_path, explain_os_error, require_regular_file
+from lenet.files import atomic_write, checked_path, explain_os_error, printable, require_regular_file
 from lenet.inference.images import image_files_in, png_bytes
-from lenet.inference.predict import (DIGIT, NOT_A_DIGIT, UNSURE, Prediction, Predictor, classify, load_announced,
-                                     prepare)
+from lenet.inference.predict import DIGIT, NOT_A_DIGIT, UNSURE, Prediction, Predictor, classify, prepare_image
 from lenet.inference.preprocess import IMAGE_EXTENSIONS, open_image, to_grayscale
 
 LABELS_FILE = "labels.json"
@@ -109,7 +105,7 @@ class FolderScore:
     def confusions(self) -> list[tuple[int | None, int, int]]:
         """(label, read as, count) for every confident misreading, most frequent first (label None: not a digit)."""
         pairs = Counter((item.label, item.prediction.label) for item in self.scored
-                        if not item.correct and not item.prediction.unsure)
+                        if not item.correct and item.prediction.label is not None)
         return [(label, read, count) for (label, read), count in
                 sorted(pairs.items(), key=lambda pair: (-pair[1], -1 if pair[0][0] is None else pair[0][0]))]
 
@@ -163,7 +159,7 @@ def read_digit_folders(folder: Path) -> list[tuple[Path, int | None]]:
 def labelled_images(folder: str | os.PathLike, labels: str | os.PathLike | None = None) -> list[tuple[Path, int | None]]:
     """The labelled images of `folder`: from `labels` (default: folder/labels.json if it exists), else
     from its digit-named subfolders; LenetError if the folder or the labels are unusable or hold no images."""
-    folder = existing_path(folder, "folder of labelled images",
+    folder = checked_path(folder, "folder of labelled images",
                            f"{folder} does not exist: pass the folder of labelled images.")
     try:
         return find_labelled_images(folder, labels)
@@ -197,7 +193,7 @@ def score(predictor: Predictor, items: Sequence[tuple[Path, int | None]]) -> Fol
     ready, errors = [], []
     for path, label in items:
         try:
-            ready.append((path, label, prepare(path, predictor)))
+            ready.append((path, label, prepare_image(path, predictor)))
         except LenetError as error:
             errors.append((path, str(error)))
     predictions = classify(predictor, [item for _, _, item in ready])
@@ -214,7 +210,7 @@ def label_name(label: int | None, classes: Sequence[str]) -> str:
 def answer_text(item: ScoredImage, classes: Sequence[str]) -> str:
     """'9 read as 8 (71%)', '9: unsure (best guess 8, 45%)', 'not a digit read as 7 (93%)'."""
     best, probability = item.prediction.top(1)[0]
-    if item.prediction.unsure:
+    if item.prediction.label is None:
         return (f"{label_name(item.label, classes)}: {item.prediction.outcome} "
                 f"(best guess {classes[best]}, {probability:.0%})")
     return f"{label_name(item.label, classes)} read as {classes[best]} ({probability:.0%})"
@@ -321,64 +317,3 @@ def report_json(result: FolderScore, classes: Sequence[str], sheet: Path | None)
         "errors": [{"file": printable(str(path)), "error": printable(message)} for path, message in result.errors],
         "sheet": printable(str(sheet)) if sheet is not None else None,
     }
-
-
-def score_parser() -> argparse.ArgumentParser:
-    """The `lenet-score` command line; every help text states its default."""
-    parser = command_parser(
-        "lenet-score",
-        "Score a trained LeNet-5 on a folder of labelled digit images: accuracy, accuracy per digit, "
-        "the non-digits refused (labelled null, or in none/), the confusion pairs, the count of each outcome "
-        "(digit, unsure, not a digit), and a contact sheet of the misread images beside "
-        "the 28x28 input the model saw.")
-    parser.add_argument("folder", metavar="DIR",
-                        help="the folder of images: labelled by --labels, or sorted into subfolders 0/ to 9/ "
-                             "(and none/ for images that are not digits) "
-                             "(required)")
-    parser.add_argument("--labels", metavar="FILE", default=None,
-                        help=f"a JSON object of image name (relative to DIR) -> digit or null for a non-digit, "
-                             f"e.g. {{\"a.png\": 7, \"b.png\": null}} "
-                             f"(default: DIR/{LABELS_FILE} if it exists, else the subfolders 0/ to 9/)")
-    parser.add_argument("--sheet", metavar="PATH", default=SHEET,
-                        help=f"where to write the contact sheet PNG of the misread images (default: {SHEET}, "
-                             "written only when an image is misread)")
-    parser.add_argument("--no-sheet", action="store_true", help="write no contact sheet")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object instead of lines of text")
-    add_model_arguments(parser)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `lenet-score` / `python -m lenet.inference.score`: 0 if every image was scored, else 2."""
-    return run_parsed(score_parser(), score_folder, argv)
-
-
-def score_folder(args: argparse.Namespace) -> int:
-    """Score the folder the arguments name and print the report (or JSON); write the contact sheet."""
-    items = labelled_images(args.folder, args.labels)  # before the model: a bad folder fails fast
-    if not args.no_sheet:
-        check_sheet_path(Path(args.sheet))
-    predictor = load_announced(args)
-    result = score(predictor, items)
-    for path, message in result.errors:
-        print_error(message)
-    if not result.scored:
-        raise LenetError(f"none of the {len(items)} labelled images could be read: see the errors above.")
-    sheet = None
-    if result.misread and not args.no_sheet:
-        sheet = write_sheet(args.sheet, result.misread, predictor.classes)
-    if args.json:
-        print(json.dumps(report_json(result, predictor.classes, sheet), indent=2))
-    else:
-        for line in report_lines(result, predictor.classes):
-            print(line)
-        if sheet is not None:
-            print(printable(f"contact sheet of the {len(result.misread)} misread images: {sheet}"))
-        if result.errors:
-            print(f"{len(result.errors)} images could not be read (see the errors above): not scored.")
-    return 2 if result.errors else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -197,12 +197,12 @@ def train_briefly(config: Config, images: int = 25_600) -> dict[str, float]:
     """Train `config` on its first `images` training images, once, and validate: seconds instead of minutes.
 
     The same model, optimizer, schedule (one cycle over these steps), augmentation and loop as `fit`
-    (`lenet.train.prepare` and `train_one_epoch`), without the drawn non-digits, a run folder, checkpoints or logs. Returns the
+    (`lenet.train.build_run` and `train_one_epoch`), without the drawn non-digits, a run folder, checkpoints or logs. Returns the
     training loss and accuracy over the pass, the validation loss and accuracy after it, and the steps taken.
     """
-    from lenet.train import build_scheduler, evaluate, prepare, train_one_epoch
+    from lenet.train import build_run, build_scheduler, evaluate, train_one_epoch
 
-    _, splits, model, optimizer = prepare(config)
+    _, splits, model, optimizer = build_run(config)
     train = dataclasses.replace(splits.train, images=splits.train.images[:images],
                                 labels=splits.train.labels[:images], epoch=1)
     scheduler = build_scheduler(config, optimizer, len(train), 1)

@@ -19,7 +19,7 @@ from lenet.inference.images import image_files_in
 FOLDER = "not_digits_dev"  # a folder of non-digit images inside the data folder, used when it is there
 
 
-def drawn_non_digits(data_dir: str | os.PathLike, count: int = 1000, seed: int = 0) -> list[tuple[str, Image.Image]]:
+def handwritten_characters(data_dir: str | os.PathLike, count: int = 1000, seed: int = 0) -> list[tuple[str, Image.Image]]:
     """`count` (name, grayscale image) pairs of handwritten non-digits, picked at random by `seed`, dark on light."""
     folder = Path(data_dir) / FOLDER
     if folder.is_dir():
