@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 from lenet.config import Config  # noqa: E402
-from lenet.train import prepare  # noqa: E402
+from lenet.train import build_run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=15, help="chunks of each kind (default: 15)")
     parser.add_argument("--steps", type=int, default=60, help="training steps per chunk (default: 60)")
     args = parser.parse_args(argv)
-    _, splits, model, optimizer = prepare(Config())
+    _, splits, model, optimizer = build_run(Config())
     augmented = splits.train
     shifts_only = dataclasses.replace(augmented, augmentation=dataclasses.replace(
         augmented.augmentation, rotate=0.0, scale=0.0, shear=0.0, thicken=0.0, thin=0.0))

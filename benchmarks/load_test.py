@@ -123,7 +123,7 @@ def server_process(checkpoint: str | os.PathLike, log: Path | None = None, timeo
     """As `serving`, with extra lenet-serve flags `args`; yields (base URL, the server's process)."""
     port = free_port()
     with open(log or os.devnull, "wb") as output:
-        server = subprocess.Popen([sys.executable, "-m", "lenet.apps.serve", "--checkpoint", str(checkpoint),
+        server = subprocess.Popen([sys.executable, "-m", "lenet.cli.serve", "--checkpoint", str(checkpoint),
                                    "--port", str(port), "--quiet", *args], stdout=output, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

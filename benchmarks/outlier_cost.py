@@ -26,7 +26,8 @@ from benchmarks.recipes import parse_recipe  # noqa: E402
 from lenet.cli import run_command  # noqa: E402
 from lenet.config import Config  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402
-from lenet.train import prepare, scribbles_for, train_one_epoch  # noqa: E402
+from lenet.refusal import OutlierExposure  # noqa: E402
+from lenet.train import build_run, train_one_epoch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,14 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(Config(**parse_recipe(args.recipe)), data_dir=args.data_dir)
         if not config.scribbles:
             raise LenetError("this recipe shows no non-digits (scribbles=0): there is nothing to measure.")
-        _, splits, model, optimizer = prepare(config)
-        outliers = scribbles_for(config, splits)
+        _, splits, model, optimizer = build_run(config)
+        outliers = OutlierExposure.for_run(config, splits)
 
         def epoch(with_outliers: bool) -> float:
             splits.train.epoch += 1
-            outliers.epoch = splits.train.epoch
             start = time.perf_counter()
-            train_one_epoch(model, splits.train, optimizer, outliers=outliers if with_outliers else None)
+            train_one_epoch(model, splits.train, optimizer, extra=outliers if with_outliers else None)
             return time.perf_counter() - start
 
         epoch(True), epoch(False)  # warm-up

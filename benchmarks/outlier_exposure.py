@@ -2,7 +2,7 @@
 `lenet-predict`'s answers on drawn non-digits and on people's real digits, with three detectors.
 
 A softmax over ten digits always names one of them. Every run here is `lenet.train.fit` with the recipe's defaults
-and `--scribbles N` drawn non-digits (scribbles and stick characters, `lenet.outliers`) beside each training batch
+and `--scribbles N` drawn non-digits (scribbles and stick characters, `lenet.refusal`) beside each training batch
 (outlier exposure, Hendrycks et al., 2019; N = 16 is the default recipe, N = 0 trains on digits alone). `fit` fits
 the temperature and the two refusal thresholds and stores them in best.pt with the features of 10,000 training
 digits. Each run is then read three ways, and each answer is one of: a digit, "unsure", "not a digit".
@@ -45,11 +45,12 @@ from lenet.files import require_regular_file, write_json  # noqa: E402
 from lenet.inference.images import image_files_in  # noqa: E402
 from lenet.data import load_splits  # noqa: E402
 from lenet.inference.predict import (DIGIT, NOT_A_DIGIT, UNSURE, UNSURE_BELOW, Predictor, classify,  # noqa: E402
-                                     load_model, prepare)
-from lenet.outliers import evidence, image_familiarity, refusal_threshold  # noqa: E402
+                                     load_model, prepare_image)
+from lenet.evaluate import predict_logits  # noqa: E402
+from lenet.refusal.rule import evidence, image_familiarity, threshold  # noqa: E402
 from lenet.inference.preprocess import PreprocessError  # noqa: E402
 from lenet.runs import BEST, checkpoint_path  # noqa: E402
-from lenet.train import fit, predict_logits  # noqa: E402
+from lenet.train import fit  # noqa: E402
 
 
 DETECTORS = ("both", "familiarity", "evidence")
@@ -86,7 +87,7 @@ def answers(predictor: Predictor, files: list[Path], alone: dict[str, float]) ->
     ready, refused = [], []
     for path in files:
         try:
-            ready.append((path, prepare(path, predictor)))
+            ready.append((path, prepare_image(path, predictor)))
         except PreprocessError:
             refused.append(path)
     results = []
@@ -142,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                     predictor = load_model(checkpoint_path(Path(result["run_dir"]), BEST))
                     validation = load_splits(config.dataset, config.data_dir, config.val_size, seed=config.seed).val
                     with torch.inference_mode():
-                        alone = {"familiarity": refusal_threshold(image_familiarity(
-                                     predictor.network, validation.images, predictor.familiar)),
-                                 "evidence": refusal_threshold(evidence(
-                                     predict_logits(predictor.network, validation).float(), predictor.temperature))}
+                        alone = {"familiarity": threshold(image_familiarity(
+                                     predictor.network, validation.images, predictor.refusal.familiar)),
+                                 "evidence": threshold(evidence(
+                                     predict_logits(predictor.network, validation).float() / predictor.temperature))}
                     on_others = answers(predictor, others, alone)
                     on_digits = answers(predictor, digits, alone)
                     seconds = statistics.median(record["seconds"] for record in result["history"])
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"| {per_batch} | {detector} | {seed} | {row[0]:.2%} | {seconds:.2f} | {refused:.1%}"
                               f"{column} | {unclaimed:.1%} | {right}/{len(on_digits)} ({row[4]:.1%}) |", flush=True)
                     saved.append({"scribbles": per_batch, "seed": seed, "test_accuracy": result["test_accuracy"],
-                                  "seconds_per_epoch": seconds, "refuse_below": result["refuse_below"],
+                                  "seconds_per_epoch": seconds, "familiarity_below": result["familiarity_below"],
                                   "evidence_below": result["evidence_below"], "alone": alone,
                                   "temperature": result["temperature"],
                                   "non_digits": [{**a, "digit_like": a["file"] in like} if like else a

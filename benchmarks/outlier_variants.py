@@ -14,13 +14,13 @@
   alphabets the network never saw, as the issue's hidden set is: how far would a bank of real drawings go?
 - ensemble: no training. Reads best.pt files alone, then together (Lakshminarayanan et al., 2017): the mean of their
   calibrated logits, familiarities and evidences, refused under thresholds fitted on the first checkpoint's validation
-  digits as `refusal_thresholds` does; and each way with test-time augmentation too, the mean over the image and its
+  digits as `lenet.refusal.rule.thresholds` does; and each way with test-time augmentation too, the mean over the image and its
   four one-pixel shifts. The other models trained on some of those validation digits (each seed splits MNIST its own
   way), which look more familiar to them than new digits would: the ensemble's thresholds sit a little high, so its
   refusal is if anything an overestimate. Three models cost three trainings; the views cost five readings.
 - layers: no training. Reads best.pt files with the familiarity computed on other layers' features (conv: the 400
   numbers `LeNet5.features` gives, which best.pt stores; fc1: 120; fc2: 84; logits: 10), each against the same
-  10,000 training digits and fitted with the evidence as `refusal_thresholds` does (99% of validation digits kept).
+  10,000 training digits and fitted with the evidence as `lenet.refusal.rule.thresholds` does (99% of validation digits kept).
 
     python benchmarks/outlier_variants.py elastic --pixels 1.5 --non-digits ../shared/data/not_digits_dev \\
         --digits ../shared/data/real_digits_dev --scribbles 16 --digit-like benchmarks/digit_like_dev.txt
@@ -45,7 +45,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 import lenet.data  # noqa: E402
-import lenet.train  # noqa: E402
 from benchmarks import outlier_exposure  # noqa: E402
 from lenet.checkpoint import load_checkpoint  # noqa: E402
 from lenet.cli import run_command  # noqa: E402
@@ -53,9 +52,11 @@ from lenet.config import Config  # noqa: E402
 from lenet.data import load_splits  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402
 from lenet.inference.images import image_files_in  # noqa: E402
-from lenet.inference.predict import UNSURE_BELOW, load_model, prepare  # noqa: E402
+from lenet.inference.predict import UNSURE_BELOW, load_model, prepare_image  # noqa: E402
 from lenet.inference.preprocess import PreprocessError, preprocess  # noqa: E402
-from lenet.outliers import BANK, FAMILIAR, evidence, familiarity, refusal_threshold, refusal_thresholds  # noqa: E402
+from lenet.refusal import OutlierExposure, Refusal  # noqa: E402
+from lenet.refusal.exposure import BANK  # noqa: E402
+from lenet.refusal.rule import FAMILIAR, evidence, familiarity, threshold, thresholds  # noqa: E402
 
 TURNABLE = (2, 3, 4, 6, 7, 9)
 LAYERS = ("conv", "fc1", "fc2", "logits")
@@ -89,12 +90,12 @@ def turned_digits(images: torch.Tensor, labels: torch.Tensor, count: int, rotate
                       torch.rot90(turned[quarter:], -1, (-2, -1))])
 
 
-def with_share_replaced(scribbles_for, share: float, seed: int, replacements):
-    """`lenet.train.scribbles_for` with a `share` of the bank replaced by `replacements(config, splits, count,
+def with_share_replaced(for_run, share: float, seed: int, replacements):
+    """`OutlierExposure.for_run` with a `share` of the bank replaced by `replacements(config, splits, count,
     generator)`, (count, 1, 28, 28) normalized images; the generator is seeded `seed` + the run's seed, and after the
     replacements it picks which of the drawn non-digits stay."""
     def drawn(config, splits):
-        outliers = scribbles_for(config, splits)
+        outliers = for_run(config, splits)
         if outliers is None:
             return None
         count = int(BANK * share)
@@ -107,9 +108,9 @@ def with_share_replaced(scribbles_for, share: float, seed: int, replacements):
     return drawn
 
 
-def with_turned_digits(scribbles_for, share: float, rotate: bool):
-    """`lenet.train.scribbles_for` with a `share` of the bank replaced by `turned_digits`, drawn from the run's seed."""
-    return with_share_replaced(scribbles_for, share, 5000, lambda config, splits, count, generator: turned_digits(
+def with_turned_digits(for_run, share: float, rotate: bool):
+    """`OutlierExposure.for_run` with a `share` of the bank replaced by `turned_digits`, drawn from the run's seed."""
+    return with_share_replaced(for_run, share, 5000, lambda config, splits, count, generator: turned_digits(
         splits.train.images, splits.train.labels, count, rotate, generator))
 
 
@@ -144,13 +145,13 @@ def drawn_images(files: list[Path], mean: float, std: float) -> torch.Tensor:
     return torch.cat(images)
 
 
-def with_drawn(scribbles_for, files: list[Path], share: float):
-    """`lenet.train.scribbles_for` with a `share` of the bank replaced by the drawn `files` (repeated as needed,
+def with_drawn(for_run, files: list[Path], share: float):
+    """`OutlierExposure.for_run` with a `share` of the bank replaced by the drawn `files` (repeated as needed,
     in an order drawn from the run's seed; the bank's augmentation varies each copy)."""
     def repeated(config, splits, count, generator):
         images = drawn_images(files, splits.mean, splits.std)
         return images[torch.randperm(count, generator=generator) % len(images)]
-    return with_share_replaced(scribbles_for, share, 6000, repeated)
+    return with_share_replaced(for_run, share, 6000, repeated)
 
 
 def read_held_out(rest: list[str], args: argparse.Namespace) -> int:
@@ -170,7 +171,7 @@ def read_held_out(rest: list[str], args: argparse.Namespace) -> int:
         print(f"Training beside {len(shown) if args.share else 0} drawn characters of {', '.join(args.alphabets)} "
               f"({args.share:.0%} of the bank); reading the {len(held_out)} of the other alphabets.\n", flush=True)
         if args.share:
-            lenet.train.scribbles_for = with_drawn(lenet.train.scribbles_for, shown, args.share)
+            OutlierExposure.for_run = staticmethod(with_drawn(OutlierExposure.for_run, shown, args.share))
         with tempfile.TemporaryDirectory() as folder:
             for path in held_out:
                 (Path(folder) / path.name).symlink_to(path.resolve())
@@ -197,7 +198,7 @@ def read_scores(predictor, images: torch.Tensor, views: int) -> tuple[torch.Tens
         shifted[..., rows, columns] = images[..., max(-dy, 0):28 - max(dy, 0), max(-dx, 0):28 - max(dx, 0)]
         features = torch.cat([network.features(shifted[start:start + 2048]) for start in range(0, len(images), 2048)])
         logits = network.head(features).float() / predictor.temperature
-        scores.append((familiarity(features, predictor.familiar), evidence(logits), logits))
+        scores.append((familiarity(features, predictor.refusal.familiar), evidence(logits), logits))
     return tuple(torch.stack(parts).mean(0) for parts in zip(*scores))
 
 
@@ -208,13 +209,13 @@ def read_ensemble(args: argparse.Namespace) -> int:
     truth = torch.tensor([labels[path.name] for path in digits])
     predictors = [load_model(checkpoint) for checkpoint in args.checkpoints]
     for checkpoint, predictor in zip(args.checkpoints, predictors):
-        if predictor.familiar is None:
+        if predictor.refusal is None:
             raise LenetError(f"{checkpoint} stores no training digits' features to compare with: pass checkpoints "
                              "trained by this version of lenet.")
     first = Config.from_dict(load_checkpoint(args.checkpoints[0])["config"])
     validation = load_splits(first.dataset, args.data_dir or first.data_dir, first.val_size, seed=first.seed).val
-    shown = [{"val": validation.images, "non": torch.cat([prepare(path, predictor).tensor for path in others]),
-              "real": torch.cat([prepare(path, predictor).tensor for path in digits])} for predictor in predictors]
+    shown = [{"val": validation.images, "non": torch.cat([prepare_image(path, predictor).tensor for path in others]),
+              "real": torch.cat([prepare_image(path, predictor).tensor for path in digits])} for predictor in predictors]
     print("| models | views | non-digits: not a digit | not drawn like a digit: not a digit | real digits read right |"
           "\n|---|---|---|---|---|")
     for views in (1, len(SHIFTS)):
@@ -224,8 +225,8 @@ def read_ensemble(args: argparse.Namespace) -> int:
         for name, members in groups + [(f"ensemble of {len(read)}", read)]:
             scores = {part: [torch.stack(values).mean(0) for values in zip(*(member[part] for member in members))]
                       for part in ("val", "non", "real")}
-            below, evidence_below = refusal_thresholds(*scores["val"][:2])
-            refused = {part: (scores[part][0] < below) | (scores[part][1] < evidence_below) for part in ("non", "real")}
+            rule = Refusal(predictor.refusal.familiar, *thresholds(*scores["val"][:2]))
+            refused = {part: rule.refuses(*scores[part][:2]) for part in ("non", "real")}
             probabilities = torch.softmax(scores["real"][2], 1)
             right = int(((probabilities.max(1).values >= UNSURE_BELOW) & (probabilities.argmax(1) == truth)
                          & ~refused["real"]).sum())
@@ -262,17 +263,17 @@ def read_layers(args: argparse.Namespace) -> int:
         familiar = {layer: F.normalize(value, dim=1)
                     for layer, value in layer_features(network, splits.train.images[picks]).items()}
         shown = {"val": splits.val.images,
-                 "non": torch.cat([prepare(path, predictor).tensor for path in others]),
-                 "real": torch.cat([prepare(path, predictor).tensor for path in digits])}
+                 "non": torch.cat([prepare_image(path, predictor).tensor for path in others]),
+                 "real": torch.cat([prepare_image(path, predictor).tensor for path in digits])}
         features = {name: layer_features(network, images) for name, images in shown.items()}
-        scores = {name: evidence(value["logits"], predictor.temperature) for name, value in features.items()}
+        scores = {name: evidence(value["logits"] / predictor.temperature) for name, value in features.items()}
         probabilities = torch.softmax(features["real"]["logits"] / predictor.temperature, 1)
         right = (probabilities.max(1).values >= UNSURE_BELOW) & (probabilities.argmax(1) == truth)
         for layer in LAYERS:
             known = {name: familiarity(value[layer], familiar[layer]) for name, value in features.items()}
-            below, evidence_below = refusal_thresholds(known["val"], scores["val"])
-            refused = {name: (known[name] < below) | (scores[name] < evidence_below) for name in ("non", "real")}
-            alone = refusal_threshold(known["val"])
+            rule = Refusal(familiar[layer], *thresholds(known["val"], scores["val"]))
+            refused = {name: rule.refuses(known[name], scores[name]) for name in ("non", "real")}
+            alone = threshold(known["val"])
             read, read_alone = int((right & ~refused["real"]).sum()), int((right & (known["real"] >= alone)).sum())
             print(f"| {checkpoint} | {layer} | {refused['non'].float().mean():.1%} | {read}/{len(digits)} "
                   f"| {(known['non'] < alone).float().mean():.1%} | {read_alone}/{len(digits)} |", flush=True)
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not 0 < args.share <= 1:
             parser.error(f"--share must be in (0, 1], got {args.share}")
-        lenet.train.scribbles_for = with_turned_digits(lenet.train.scribbles_for, args.share, args.rotate)
+        OutlierExposure.for_run = staticmethod(with_turned_digits(OutlierExposure.for_run, args.share, args.rotate))
     return outlier_exposure.main(rest)
 
 

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from benchmarks.load_test import free_port  # noqa: F401  (one copy, shared with the benchmarks)
 from lenet.inference.images import png_bytes  # noqa: F401
 from lenet.callbacks import Callback
+from lenet.config import Config
 
 T = TypeVar("T")
 
@@ -55,7 +56,15 @@ def refusing_copy(checkpoint: Path, path: Path) -> Path:
     1): it answers "not a digit" to everything, so the readers' third outcome can be driven deterministically (the
     detector itself is measured in tests/test_outliers.py and benchmarks/outlier_exposure.py)."""
     from lenet.checkpoint import load_checkpoint, save_checkpoint
-    return save_checkpoint({**load_checkpoint(checkpoint), "refuse_below": 1e6}, path)
+    saved = load_checkpoint(checkpoint)
+    return save_checkpoint({**saved, "refusal": {**saved["refusal"], "familiarity_below": 1e6}}, path)
+
+
+def parse_config(argv: Sequence[str]) -> Config:
+    """The Config `lenet-train ARGV` would train (it exits with a clear message on bad input)."""
+    from lenet.cli.train import config_from_args, train_parser
+    parser = train_parser()
+    return config_from_args(parser.parse_args(argv), parser)
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:

@@ -53,7 +53,7 @@ def test_the_refusal_benchmark_trains_reads_both_folders_and_saves_every_answer(
     from PIL import Image
 
     from helpers import drawn_seven
-    from lenet.outliers import scribbles
+    from lenet.refusal.non_digits import scribbles
 
     digits, others = tmp_path / "digits", tmp_path / "others"
     digits.mkdir(), others.mkdir()
@@ -82,7 +82,7 @@ def test_the_refusal_benchmark_trains_reads_both_folders_and_saves_every_answer(
                for run in saved for answer in run["non_digits"] for detector in ("both", "familiarity", "evidence"))
     # Each stored threshold is at most its score's alone: together they keep the same 99% of validation digits.
     for run in saved:
-        assert run["refuse_below"] <= run["alone"]["familiarity"] and run["evidence_below"] <= run["alone"]["evidence"]
+        assert run["familiarity_below"] <= run["alone"]["familiarity"] and run["evidence_below"] <= run["alone"]["evidence"]
 
 
 @pytest.mark.slow
@@ -179,7 +179,7 @@ def a_seven_and_scribbles(folder: Path, count: int, name=lambda index: f"s{index
     from PIL import Image
 
     from helpers import drawn_seven
-    from lenet.outliers import scribbles
+    from lenet.refusal.non_digits import scribbles
 
     digits, others = folder / "digits", folder / "others"
     digits.mkdir(), others.mkdir()
@@ -224,11 +224,11 @@ def test_the_drawn_variant_replaces_a_share_of_the_bank_with_the_drawn_character
     import torch
     from PIL import Image
 
-    import lenet.train
+    from lenet.refusal import OutlierExposure
     from benchmarks.outlier_variants import drawn_images, with_drawn
     from lenet.config import Config
     from lenet.data import load_splits
-    from lenet.outliers import scribbles
+    from lenet.refusal.non_digits import scribbles
 
     files = []
     for index, image in enumerate(scribbles(3, torch.Generator().manual_seed(5))):
@@ -239,8 +239,8 @@ def test_the_drawn_variant_replaces_a_share_of_the_bank_with_the_drawn_character
     splits = load_splits(config.dataset, config.data_dir, config.val_size, config.batch_size, seed=0)
     images = drawn_images([*files, tmp_path / "Foo_character02_blank.png"], splits.mean, splits.std)
     assert images.shape == (3, 1, 28, 28)
-    drawn = lenet.train.scribbles_for(config, splits).bank
-    bank = with_drawn(lenet.train.scribbles_for, files, 0.25)(config, splits).bank
+    drawn = OutlierExposure.for_run(config, splits).bank
+    bank = with_drawn(OutlierExposure.for_run, files, 0.25)(config, splits).bank
     assert bank.shape == drawn.shape
     tail = bank[-1024:]  # the last quarter: the three drawn characters, each about a third of the time
     counts = [int((tail == image).flatten(1).all(1).sum()) for image in images]
@@ -315,8 +315,9 @@ def test_shifted_views_move_the_image_one_pixel_and_fill_in_the_background():
 
     image = torch.full((1, 1, 28, 28), -1.0)
     image[0, 0, 10, 12] = 3.0
+    familiar = torch.nn.functional.normalize(torch.randn(8, 400), dim=1)
     predictor = SimpleNamespace(network=Recorder(), temperature=1.0, mean=0.5, std=0.5,
-                                familiar=torch.nn.functional.normalize(torch.randn(8, 400), dim=1))
+                                refusal=SimpleNamespace(familiar=familiar))
     familiarity, energy, logits = read_scores(predictor, image, 5)
     assert familiarity.shape == energy.shape == (1,) and logits.shape == (1, 10)
     bright = [tuple(torch.nonzero(view[0, 0] == 3.0)[0].tolist()) for view in seen]
@@ -343,15 +344,15 @@ def test_a_variant_refuses_bad_options_in_one_line(arguments, message):
 def test_the_turned_variant_replaces_a_share_of_the_bank_with_mirrored_training_digits(tiny_mnist):
     import dataclasses
 
-    import lenet.train
+    from lenet.refusal import OutlierExposure
     from benchmarks.outlier_variants import with_turned_digits
     from lenet.config import Config
     from lenet.data import load_splits
 
     config = Config(data_dir=str(tiny_mnist), val_size=200, batch_size=32, scribbles=4)
     splits = load_splits(config.dataset, config.data_dir, config.val_size, config.batch_size, seed=0)
-    drawn = lenet.train.scribbles_for(config, splits).bank
-    bank = with_turned_digits(lenet.train.scribbles_for, 0.125, rotate=False)(config, splits).bank
+    drawn = OutlierExposure.for_run(config, splits).bank
+    bank = with_turned_digits(OutlierExposure.for_run, 0.125, rotate=False)(config, splits).bank
 
     def found_in(images, pool):
         return (images[:, None] == pool[None]).flatten(2).all(-1).any(-1)
@@ -359,5 +360,5 @@ def test_the_turned_variant_replaces_a_share_of_the_bank_with_mirrored_training_
     assert bank.shape == drawn.shape
     assert found_in(bank[-512:][:32], splits.train.images.flip(-1)).all()  # the last eighth: mirrored digits
     assert found_in(bank[:32], drawn).all() and not found_in(bank[-32:], drawn).any()
-    assert with_turned_digits(lenet.train.scribbles_for, 0.125, False)(
+    assert with_turned_digits(OutlierExposure.for_run, 0.125, False)(
         dataclasses.replace(config, scribbles=0), splits) is None

@@ -5,7 +5,7 @@ import torch
 from torchvision import datasets
 
 from conftest import make_dataset  # the fixtures' dataset writer
-from lenet.data import (Augmentation, TensorBatches, affine_grid, augment, dilate, load_splits,
+from lenet.data import (Augmentation, TensorBatches, affine_grid, augment, grow_strokes, load_splits,
                         load_torchvision_dataset, random_shift, resolve_data_dir, split_indices)
 from lenet.errors import LenetError
 
@@ -131,7 +131,7 @@ def test_thicken_and_thin_change_stroke_width_by_a_pixel_each_way():
     mixed = augment(images, Augmentation(thicken=0.3, thin=0.2), torch.Generator().manual_seed(0))
     widths = ink(mixed)
     assert 0.2 < (widths == 90).float().mean() < 0.4 and 0.1 < (widths == 14).float().mean() < 0.3
-    assert dilate(images).equal(torch.nn.functional.max_pool2d(images, 3, stride=1, padding=1))
+    assert grow_strokes(images).equal(torch.nn.functional.max_pool2d(images, 3, stride=1, padding=1))
 
 
 def test_affine_grid_matches_torch_and_zero_warp_is_the_identity():

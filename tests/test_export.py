@@ -16,7 +16,8 @@ import torch
 from helpers import real_mnist_dir, synthetic_digits
 from lenet.checkpoint import load_checkpoint, model_from_checkpoint
 from lenet.errors import LenetError
-from lenet.apps.export import export, main
+from lenet.apps.export import export
+from lenet.cli.export import main
 
 BATCH_SIZES = (1, 37)
 
@@ -159,7 +160,7 @@ def test_read_only_folder_is_refused_with_a_sentence(tiny_checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_command_line_prints_no_traceback_for_a_missing_checkpoint(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lenet.apps.export", str(tmp_path / "nowhere.pt"), "--format", "onnx",
+    result = subprocess.run([sys.executable, "-m", "lenet.cli.export", str(tmp_path / "nowhere.pt"), "--format", "onnx",
                              "-o", str(tmp_path / "lenet.onnx")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr == (f"error: no checkpoint at {tmp_path / 'nowhere.pt'}: check the path, or run "

@@ -15,13 +15,13 @@ import torch
 
 from conftest import make_dataset  # the fixtures' dataset writer
 from helpers import StopAfter, drawn_seven
-from lenet.apps import export as export_module
+from lenet.cli import export as export_module
 from lenet.checkpoint import load_checkpoint, save_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError
 from lenet.inference.predict import load_model
-from lenet.inference.predict import main as predict_main
-from lenet.inference.score import main as score_main
+from lenet.cli.predict import main as predict_main
+from lenet.cli.score import main as score_main
 from lenet.cli.train import main as train_main
 from lenet.train import Interrupted, fit
 
@@ -97,10 +97,10 @@ def test_a_file_name_that_is_not_utf8_is_printed_and_kept_in_valid_json(tiny_che
     odd = Path(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))
     odd.write_bytes((folder / "a.png").read_bytes())
     env = {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": ""}
-    text = run("lenet.inference.predict", folder, "--checkpoint", tiny_checkpoint, env=env)
+    text = run("lenet.cli.predict", folder, "--checkpoint", tiny_checkpoint, env=env)
     assert text.returncode == 0, text.stderr
     assert len(text.stdout.splitlines()) == 2 and "caf\\xe9.png: " in text.stdout
-    as_json = subprocess.run([sys.executable, "-m", "lenet.inference.predict", str(folder), "--checkpoint",
+    as_json = subprocess.run([sys.executable, "-m", "lenet.cli.predict", str(folder), "--checkpoint",
                               str(tiny_checkpoint), "--json"], capture_output=True, timeout=300,
                              env={**os.environ, **env})
     assert as_json.returncode == 0
@@ -259,15 +259,15 @@ def test_a_checkpoint_without_class_names_predicts_digits(tiny_checkpoint, tmp_p
 def test_a_fifo_checkpoint_or_image_is_refused_without_hanging(tiny_checkpoint, tmp_path):
     fifo = tmp_path / "pipe.pt"
     os.mkfifo(fifo)
-    one_error_line(run("lenet.inference.predict", drawn_seven(tmp_path / "7.png"), "--checkpoint", fifo, timeout=120),
+    one_error_line(run("lenet.cli.predict", drawn_seven(tmp_path / "7.png"), "--checkpoint", fifo, timeout=120),
                    "is a FIFO (named pipe), not a checkpoint")
     loop = tmp_path / "loop.png"
     loop.symlink_to(loop)
-    result = run("lenet.inference.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint", tiny_checkpoint,
+    result = run("lenet.cli.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint", tiny_checkpoint,
                  timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     os.mkfifo(fifo.with_suffix(".png"))
-    result = run("lenet.inference.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint", tiny_checkpoint,
+    result = run("lenet.cli.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint", tiny_checkpoint,
                  timeout=120)
     assert "pipe.png is a FIFO (named pipe)" in result.stderr
     assert "/dev/zero is a device" in result.stderr

@@ -16,15 +16,16 @@ from lenet.config import Config
 from lenet.errors import LenetError
 from lenet.model import LeNet5
 from lenet.runs import default_checkpoint
-from lenet.inference.predict import Prediction, Predictor, load_model, main, predict
+from lenet.cli.predict import main
+from lenet.inference.predict import Prediction, Predictor, load_model, predict
 
 NO_MODEL = "no completed training run in runs/: train one with `make train` (or lenet-train), or pass --checkpoint"
 JSON_KEYS = {"file", "outcome", "familiarity", "evidence", "prediction", "probability", "probabilities", "error"}
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-    """`python -m lenet.inference.predict ARGS` in a fresh process, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "lenet.inference.predict", *map(str, args)],
+    """`python -m lenet.cli.predict ARGS` in a fresh process, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "lenet.cli.predict", *map(str, args)],
                           capture_output=True, text=True, timeout=300, env=os.environ.copy())
 
 
@@ -221,12 +222,19 @@ def uniform_predictor(tmp_path, **stored) -> Predictor:
 FAMILIAR = torch.eye(400)[:8].half()  # eight unit vectors: a drawn 7's features are similar to few of them
 
 
+def refusal(familiarity_below: float, evidence_below: float = -100.0, familiar=FAMILIAR) -> dict:
+    """The `refusal` entry of a checkpoint (`lenet.checkpoint.with_calibration` writes it)."""
+    return {"refusal": {"familiar": familiar, "familiarity_below": familiarity_below,
+                        "evidence_below": evidence_below}}
+
+
 def test_an_image_below_the_stored_familiarity_threshold_is_not_a_digit(tmp_path, capsys):
     # A cosine similarity is at most 1: a threshold of 2 refuses every image.
-    model = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=2.0)
-    assert model.refuse_below == 2.0 and model.familiar.shape == (8, 400)
+    model = uniform_predictor(tmp_path, **refusal(2.0))
+    assert model.refusal.familiarity_below == 2.0 and model.refusal.familiar.shape == (8, 400)
+    assert model.refusal.familiar.dtype == torch.float32  # ready to compare with
     prediction, = predict(model, [drawn_seven(tmp_path / "seven.png")])
-    assert prediction.outcome == "not a digit" and prediction.label is None and prediction.unsure
+    assert prediction.outcome == "not a digit" and prediction.label is None
     assert -1 <= prediction.familiarity < 2.0
     assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path)]) == 0
     assert "seven.png: not a digit (best guess" in capsys.readouterr().out
@@ -236,54 +244,59 @@ def test_an_image_below_the_stored_familiarity_threshold_is_not_a_digit(tmp_path
     assert answer["familiarity"] == pytest.approx(prediction.familiarity, abs=1e-3)
 
 
-def test_the_three_outcomes_follow_the_familiarity_then_the_top_probability(tmp_path):
-    never = uniform_predictor(tmp_path)  # a checkpoint without familiar features never refuses
+def test_the_three_outcomes_follow_the_refusal_then_the_top_probability(tmp_path):
+    never = uniform_predictor(tmp_path)  # a checkpoint without a refusal (an epoch's) never refuses
     prediction, = predict(never, [drawn_seven(tmp_path / "seven.png")])
-    assert never.refuse_below is None and prediction.outcome == "unsure" and prediction.label is None
-    assert prediction.familiarity is None
-    older = uniform_predictor(tmp_path, refuse_below=50.0)  # a threshold without features is not used
-    assert older.refuse_below is None and predict(older, [tmp_path / "seven.png"])[0].outcome == "unsure"
-    low = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=-2.0)
+    assert never.refusal is None and prediction.outcome == "unsure" and prediction.label is None
+    assert prediction.familiarity is None and prediction.evidence == pytest.approx(math.log(10), abs=1e-4)
+    low = uniform_predictor(tmp_path, **refusal(-2.0))
     prediction, = predict(low, [drawn_seven(tmp_path / "seven.png")])
     assert prediction.outcome == "unsure"  # familiar enough, but no digit at 50% or more
 
 
 def test_an_image_below_the_stored_evidence_threshold_is_not_a_digit_however_familiar(tmp_path, capsys):
     # The uniform model's ten logits are equal, so its evidence logsumexp(logits / T) is log(10) for every image.
-    strict = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=-2.0, evidence_below=3.0)
-    assert strict.evidence_below == 3.0
+    strict = uniform_predictor(tmp_path, **refusal(-2.0, 3.0))
+    assert strict.refusal.evidence_below == 3.0
     prediction, = predict(strict, [drawn_seven(tmp_path / "seven.png")])
     assert prediction.evidence == pytest.approx(math.log(10), abs=1e-4)
     assert prediction.outcome == "not a digit" and prediction.label is None
     assert main([str(tmp_path / "seven.png"), "--checkpoint", str(strict.checkpoint_path), "--json"]) == 0
     answer, = json.loads(capsys.readouterr().out)
-    assert answer["outcome"] == "not a digit" and answer["evidence"] == pytest.approx(math.log(10), abs=1e-3)
-    lenient = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=-2.0, evidence_below=2.0)
+    assert answer["outcome"] == "not a digit" and answer["evidence"] == pytest.approx(math.log(10), abs=1e-4)
+    lenient = uniform_predictor(tmp_path, **refusal(-2.0, 2.0))
     assert predict(lenient, [tmp_path / "seven.png"])[0].outcome == "unsure"  # above both thresholds
-    unfamiliar = uniform_predictor(tmp_path, familiar=FAMILIAR, refuse_below=2.0, evidence_below=2.0)
+    unfamiliar = uniform_predictor(tmp_path, **refusal(2.0, 2.0))
     assert predict(unfamiliar, [tmp_path / "seven.png"])[0].outcome == "not a digit"  # either threshold refuses
-    alone = uniform_predictor(tmp_path, evidence_below=3.0)  # without familiar features neither threshold is used
-    assert alone.evidence_below is None and predict(alone, [tmp_path / "seven.png"])[0].outcome == "unsure"
 
 
-@pytest.mark.parametrize("key", ["refuse_below", "evidence_below"])
+@pytest.mark.parametrize("key", ["familiarity_below", "evidence_below"])
 @pytest.mark.parametrize("value", ["high", float("nan"), float("inf"), [1.0]])
 def test_a_damaged_refusal_threshold_is_refused_in_one_sentence(tmp_path, key, value):
+    stored = refusal(0.5)
+    stored["refusal"][key] = value
     with pytest.raises(LenetError, match="refusal threshold .* is not a finite number"):
-        uniform_predictor(tmp_path, familiar=FAMILIAR, **{"refuse_below": 0.5, key: value})
+        uniform_predictor(tmp_path, **stored)
+
+
+@pytest.mark.parametrize("refusal_entry", [{"familiarity_below": 0.5}, {"familiar": FAMILIAR, "evidence_below": 1.0},
+                                           "strict", [0.5, 1.0]])
+def test_an_incomplete_refusal_is_refused_in_one_sentence(tmp_path, refusal_entry):
+    with pytest.raises(LenetError, match="its refusal is not a dict of evidence_below, familiar, familiarity_below"):
+        uniform_predictor(tmp_path, refusal=refusal_entry)
 
 
 @pytest.mark.parametrize("value", [torch.eye(400)[:3, :84], torch.ones(400), torch.full((2, 400), float("nan")),
                                    torch.zeros(0, 400), torch.ones(2, 400, dtype=torch.int64), "features"])
 def test_damaged_familiar_features_are_refused_in_one_sentence(tmp_path, value):
     with pytest.raises(LenetError, match=r"familiar features are not a finite \(N, 400\) tensor"):
-        uniform_predictor(tmp_path, familiar=value, refuse_below=0.5)
+        uniform_predictor(tmp_path, **refusal(0.5, familiar=value))
 
 
 def test_a_low_top_probability_is_reported_as_unsure(tmp_path, capsys):
     model = uniform_predictor(tmp_path)
     prediction, = predict(model, [drawn_seven(tmp_path / "seven.png")])
-    assert prediction.unsure and prediction.label is None and prediction.outcome == "unsure"
+    assert prediction.label is None and prediction.outcome == "unsure"
     assert prediction.probability == pytest.approx(0.1)
     assert main([str(tmp_path / "seven.png"), "--checkpoint", str(model.checkpoint_path)]) == 0
     out = capsys.readouterr().out

@@ -1,6 +1,6 @@
-"""Things that are not digits (lenet.outliers): the familiarity and evidence, the features and thresholds fitted on
-validation and stored in best.pt, and the scribbles and stick characters drawn as MNIST's digits are drawn, served
-beside each training batch."""
+"""Answering "not a digit" (lenet.refusal): the familiarity and evidence, the refusal fitted on validation and stored
+in best.pt, and the scribbles and stick characters drawn as MNIST's digits are drawn, served beside each training
+batch (outlier exposure)."""
 
 import dataclasses
 
@@ -9,17 +9,20 @@ import torch
 
 from lenet.checkpoint import load_checkpoint
 from lenet.config import PRESETS, Config, ConfigError
-from lenet.data import Augmentation
-from lenet.data import load_splits
+from lenet.checkpoint import refusal_of
+from lenet.data import CENTRE, DIGIT_SIZE, FIELD_SIZE, Augmentation, load_splits
 from lenet.inference.predict import NOT_A_DIGIT, classify, load_model, predict
 from lenet.inference.preprocess import Preprocessed
 from lenet.model import LeNet5
-from lenet.outliers import (BANK, BOX, CENTRE, FAMILIAR, FIELD, NEIGHBOURS, Scribbles, evidence, familiar_features,
-                            familiarity, image_familiarity, non_digits, refusal_threshold, refusal_thresholds,
-                            scribbles, sticks, uniform_loss)
+from lenet.refusal import OutlierExposure, Refusal
+from lenet.refusal.exposure import BANK, uniform_loss
+from lenet.refusal.non_digits import non_digits, scribbles, sticks
+from lenet.refusal.rule import (FAMILIAR, NEIGHBOURS, evidence, familiar_features, familiarity, image_familiarity,
+                                threshold, thresholds)
+from lenet.train import build_run, fit, train_one_epoch
 
+FIELD, BOX = FIELD_SIZE, DIGIT_SIZE
 DRAWERS = [scribbles, sticks, non_digits]
-from lenet.train import fit
 
 
 @pytest.mark.parametrize("draw", DRAWERS)
@@ -81,26 +84,33 @@ def test_the_uniform_loss_is_lowest_for_flat_logits():
     assert uniform_loss(peaked) > uniform_loss(flat)
 
 
-def test_scribbles_are_served_normalized_and_the_same_for_the_same_seed_and_epoch():
-    served = Scribbles.drawn(6, 0.5, mean=0.13, std=0.31, seed=3, augmentation=Augmentation(max_shift=2))
+def test_non_digits_are_served_normalized_and_the_same_for_the_same_seed_and_epoch():
+    served = OutlierExposure.drawn(6, 0.5, mean=0.13, std=0.31, seed=3, augmentation=Augmentation(max_shift=2))
     assert served.bank.shape == (BANK, 1, FIELD, FIELD)
     assert served.bank.min().item() == pytest.approx(-0.13 / 0.31)  # black background, normalized like the digits
-    served.epoch = 2
-    first, second = next(iter(served)), next(iter(served))
+    first, second = next(served.stream(2)), next(served.stream(2))
     assert first.shape == (6, 1, FIELD, FIELD) and torch.equal(first, second)
-    stream = iter(served)
+    stream = served.stream(2)
     assert not torch.equal(next(stream), next(stream))  # each step gets new ones
-    served.epoch = 3
-    assert not torch.equal(next(iter(served)), first)
+    assert not torch.equal(next(served.stream(3)), first)
+
+
+def test_outlier_exposure_appends_non_digits_to_each_batch_and_keeps_its_labels():
+    served = OutlierExposure.drawn(3, 0.5, mean=0.0, std=1.0)
+    images, labels = torch.zeros(4, 1, FIELD, FIELD), torch.arange(4)
+    (both, kept), = list(served.beside([(images, labels)]))
+    assert both.shape == (7, 1, FIELD, FIELD) and torch.equal(both[:4], images) and torch.equal(kept, labels)
+    assert both[4:].amax() > 0.5  # drawn strokes, not the digits' black
+    assert served.loss(torch.zeros(3, 10)).item() == pytest.approx(0.5 * torch.log(torch.tensor(10.0)).item())
 
 
 def test_the_refusal_threshold_keeps_the_chosen_share_of_validation_digits():
     scores = torch.randn(10_000, generator=torch.Generator().manual_seed(0))
-    threshold = refusal_threshold(scores, keep=0.95)
-    assert (scores >= threshold).float().mean().item() == pytest.approx(0.95, abs=0.001)
+    below = threshold(scores, keep=0.95)
+    assert (scores >= below).float().mean().item() == pytest.approx(0.95, abs=0.001)
     assert evidence(torch.tensor([[9.0, 0, 0], [0.0, 0, 0]]))[0] > evidence(torch.tensor([[0.0, 0, 0]]))[0]
     with pytest.raises(ValueError, match="keep must be in"):
-        refusal_threshold(scores, keep=0)
+        threshold(scores, keep=0)
 
 
 def test_the_two_thresholds_together_keep_the_chosen_share_of_validation_digits():
@@ -108,16 +118,16 @@ def test_the_two_thresholds_together_keep_the_chosen_share_of_validation_digits(
     shared = torch.randn(10_000, generator=generator)  # the two scores agree in part, as on real digits
     familiarities, evidences = shared + torch.randn(10_000, generator=generator), shared
     for keep in (0.99, 0.95):
-        below_familiarity, below_evidence = refusal_thresholds(familiarities, evidences, keep=keep)
+        below_familiarity, below_evidence = thresholds(familiarities, evidences, keep=keep)
         kept = (familiarities >= below_familiarity) & (evidences >= below_evidence)
         assert kept.float().mean().item() == pytest.approx(keep, abs=0.001)
         # Each refuses fewer than 1 - keep alone, the same share of its own scores.
         share = (familiarities < below_familiarity).float().mean().item()
         assert (1 - keep) / 2 <= share < 1 - keep
         assert (evidences < below_evidence).float().mean().item() == pytest.approx(share, abs=0.001)
-    assert refusal_thresholds(familiarities, evidences, keep=1.0) == (familiarities.min().item(), evidences.min().item())
+    assert thresholds(familiarities, evidences, keep=1.0) == (familiarities.min().item(), evidences.min().item())
     with pytest.raises(ValueError, match="keep must be in"):
-        refusal_thresholds(familiarities, evidences, keep=1.5)
+        thresholds(familiarities, evidences, keep=1.5)
 
 
 def test_familiarity_is_the_similarity_to_the_kth_nearest_familiar_feature():
@@ -142,14 +152,15 @@ def test_familiar_features_are_unit_half_precision_rows_of_a_seeded_sample():
 
 def test_best_pt_keeps_familiar_features_and_the_threshold_that_keeps_99_percent(tiny_config):
     result = fit(dataclasses.replace(tiny_config, epochs=2), verbose=False)
-    best = load_checkpoint(tiny_config.runs_dir + "/tiny/checkpoints/best.pt")
-    assert best["familiar"].dtype == torch.float16 and best["familiar"].shape[1] == 400
-    assert len(best["familiar"]) == min(FAMILIAR, 1200 - tiny_config.val_size)
-    assert isinstance(best["refuse_below"], float) and best["refuse_below"] == result["refuse_below"]
-    assert isinstance(best["evidence_below"], float) and best["evidence_below"] == result["evidence_below"]
+    refusal = refusal_of(load_checkpoint(tiny_config.runs_dir + "/tiny/checkpoints/best.pt"))
+    assert refusal.familiar.dtype == torch.float16 and refusal.familiar.shape[1] == 400
+    assert len(refusal.familiar) == min(FAMILIAR, 1200 - tiny_config.val_size)
+    assert refusal.familiarity_below == result["familiarity_below"]
+    assert refusal.evidence_below == result["evidence_below"]
     predictor = load_model(tiny_config.runs_dir + "/tiny/checkpoints/best.pt")
-    assert predictor.refuse_below == result["refuse_below"] and predictor.familiar.dtype == torch.float32
-    assert predictor.evidence_below == result["evidence_below"]
+    assert predictor.refusal.familiarity_below == result["familiarity_below"]
+    assert predictor.refusal.familiar.dtype == torch.float32
+    assert predictor.refusal.evidence_below == result["evidence_below"]
     # Together the two thresholds refuse about 1% of the validation digits (2 of the tiny set's 200).
     splits = load_splits(data_dir=tiny_config.data_dir, val_size=tiny_config.val_size, seed=tiny_config.seed)
     answers = classify(predictor, [Preprocessed(image[None], image[0].numpy()) for image in splits.val.images])
@@ -181,18 +192,11 @@ def test_the_default_recipe_trains_beside_non_digits_and_the_fast_preset_does_no
     assert PRESETS["fast"]["scribbles"] == 0
 
 
-def test_a_config_saved_before_scribbles_existed_trained_without_them():
-    saved = {k: v for k, v in Config().to_dict().items() if k not in ("scribbles", "outlier_weight")}
-    assert Config.from_dict(saved).scribbles == 0
-
-
 def test_a_model_trained_with_scribbles_refuses_unseen_ones(tiny_config):
     config = dataclasses.replace(tiny_config, scribbles=16, epochs=4, run_name="scribbles")
     result = fit(config, verbose=False)
-    best = load_checkpoint(tiny_config.runs_dir + "/scribbles/checkpoints/best.pt")
-    assert isinstance(best["refuse_below"], float) and best["refuse_below"] == result["refuse_below"]
     predictor = load_model(tiny_config.runs_dir + "/scribbles/checkpoints/best.pt")
-    assert predictor.refuse_below == result["refuse_below"]
+    assert predictor.refusal.familiarity_below == result["familiarity_below"]
     unseen = scribbles(100, torch.Generator().manual_seed(12345))  # not from the training bank's generator
     answers = predict(predictor, list(unseen.numpy()))
     refused = sum(answer.outcome == NOT_A_DIGIT and answer.label is None for answer in answers)
@@ -200,11 +204,23 @@ def test_a_model_trained_with_scribbles_refuses_unseen_ones(tiny_config):
 
 
 def test_the_training_loss_reported_with_scribbles_is_the_digits_cross_entropy(tiny_config):
-    from lenet.train import prepare, scribbles_for, train_one_epoch
     config = dataclasses.replace(tiny_config, scribbles=8)
-    _, splits, model, _ = prepare(config)
+    _, splits, model, _ = build_run(config)
     frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay put: both passes see the same model
     splits.train.epoch = 1
     plain = train_one_epoch(model, splits.train, frozen)
-    with_scribbles = train_one_epoch(model, splits.train, frozen, outliers=scribbles_for(config, splits))
+    with_scribbles = train_one_epoch(model, splits.train, frozen, extra=OutlierExposure.for_run(config, splits))
     assert with_scribbles == pytest.approx(plain, rel=1e-4)  # the scribbles' loss shapes the gradient only
+
+
+def test_the_refusal_refuses_under_either_threshold_and_fits_on_validation_digits():
+    rule = Refusal(torch.eye(400)[:2], familiarity_below=0.5, evidence_below=1.0)
+    familiarities, evidences = torch.tensor([0.9, 0.1, 0.9, 0.1]), torch.tensor([2.0, 2.0, 0.5, 0.5])
+    assert rule.refuses(familiarities, evidences).tolist() == [False, True, True, True]
+    model = LeNet5()
+    images = torch.randn(400, 1, FIELD, FIELD, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(images[200:])
+    fitted = Refusal.fit(model, images[:200], images[200:], logits, keep=0.9)
+    kept = ~fitted.refuses(image_familiarity(model, images[200:], fitted.familiar), evidence(logits))
+    assert kept.float().mean().item() == pytest.approx(0.9, abs=0.01)  # keeps the share asked of the validation

@@ -87,7 +87,7 @@ def test_two_trainings_of_one_name_started_together_train_once(tiny_mnist, tmp_p
     run_dir = tmp_path / "runs" / "twin"
     writers = {path.name.split(".")[-2] for path in run_dir.glob("events.out.tfevents.*")}  # ...<host>.<pid>.<n>
     assert len(writers) == 1  # TensorBoard logs of one process only
-    predict = subprocess.run([sys.executable, "-m", "lenet.inference.predict", "--checkpoint",
+    predict = subprocess.run([sys.executable, "-m", "lenet.cli.predict", "--checkpoint",
                               str(runs.checkpoint_path(run_dir, runs.BEST)), str(tmp_path)],
                              capture_output=True, text=True, timeout=120)
     assert "Traceback" not in predict.stderr

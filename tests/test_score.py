@@ -10,7 +10,9 @@ import lenet.inference.predict as predict_module
 import lenet.inference.score as score_module
 from lenet.errors import LenetError
 from lenet.inference.predict import Predictor
-from lenet.inference.score import labelled_images, main, score
+from lenet.refusal import Refusal
+from lenet.cli.score import main
+from lenet.inference.score import labelled_images, score
 
 
 class ShapeReader(torch.nn.Module):
@@ -33,12 +35,13 @@ class ShapeReader(torch.nn.Module):
         return self.head(self.features(batch))
 
 
-def reader(refuse_below: float | None = None) -> Predictor:
-    """The shape reader; with `refuse_below` 0.5, a square (no familiar feature) is "not a digit"."""
-    familiar = torch.eye(400)[[0] * 5 + [1] * 5] if refuse_below is not None else None  # tall and wide shapes
+def reader(familiarity_below: float | None = None) -> Predictor:
+    """The shape reader; with `familiarity_below` 0.5, a square (no familiar feature) is "not a digit"."""
+    familiar = torch.eye(400)[[0] * 5 + [1] * 5]  # tall and wide shapes
+    refusal = None if familiarity_below is None else Refusal(familiar, familiarity_below, evidence_below=-100.0)
     return Predictor(network=ShapeReader(), mean=0.0, std=1.0, classes=[str(digit) for digit in range(10)],
                      device=torch.device("cpu"), checkpoint_path=Path("runs/shapes/checkpoints/best.pt"),
-                     familiar=familiar, refuse_below=refuse_below)
+                     refusal=refusal)
 
 
 def drawing(shape: str) -> Image.Image:
@@ -102,7 +105,7 @@ def test_images_that_are_not_digits_are_right_when_refused(tmp_path):
     items = labelled_images(mixed_folder(tmp_path))
     assert [(path.name, label) for path, label in items] == \
         [("a.png", 1), ("d.png", 7), ("bar.png", None), ("ring.png", None)]
-    result = score(reader(refuse_below=0.5), items)
+    result = score(reader(familiarity_below=0.5), items)
     assert (result.correct, result.wrong, result.unsure, result.refused) == (2, 1, 0, 2)
     assert result.non_digits == (1, 2) and result.per_digit() == {1: (1, 1), 7: (0, 1)}
     assert result.confusions() == [(None, 1, 1)]
@@ -112,7 +115,7 @@ def test_images_that_are_not_digits_are_right_when_refused(tmp_path):
 
 
 def test_the_cli_counts_each_outcome_for_a_mixed_folder(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(predict_module, "load_model", lambda *args, **kwargs: reader(refuse_below=0.5))
+    monkeypatch.setattr(predict_module, "load_model", lambda *args, **kwargs: reader(familiarity_below=0.5))
     folder = labels_json(tmp_path / "flat", {"a.png": 1, "d.png": None, "c.png": "none", "e.png": 4})
     assert main([str(folder), "--no-sheet"]) == 0
     out = capsys.readouterr().out

@@ -32,7 +32,8 @@ import uvicorn  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lenet.apps import serve  # noqa: E402
-from lenet.apps.serve import MAX_BODY_BYTES, STATIC, ServerSettings, create_app, main  # noqa: E402
+from lenet.apps.serve import MAX_BODY_BYTES, STATIC, ServerSettings, create_app  # noqa: E402
+from lenet.cli.serve import main  # noqa: E402
 from lenet.errors import LenetError  # noqa: E402
 from lenet.inference.predict import as_json, load_model, predict  # noqa: E402
 
