@@ -1,7 +1,7 @@
 """The notebooks, the README and the pages under docs/ agree, and the notebooks keep one shape.
 
 Every figure the README and docs/ quote has one source: the stored outputs of a notebook the page links
-to, benchmarks/RESULTS.md when the page links to it (less its lines that label a figure as history), or an
+to, benchmarks/RESULTS.md or results.json when the page links to it (less RESULTS.md's History), or an
 output block (a ```text block right after the ```bash block that printed it) on the page itself or on a docs
 page it links to. The README's notebook
 table quotes each notebook's own outputs and its own stated time. Every notebook is in the table, titled
@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+RESULTS_JSON = ROOT / "benchmarks" / "results.json"
+COMMENT = re.compile(r"<!--.*?-->")  # a marker that ties the figure after it to results.json (tests/test_figures.py)
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 LINK = re.compile(r"\]\(([^)#\s]+\.ipynb)(?:#[^)]*)?\)")
 TABLE_ROW = re.compile(r"\|\s*\[[^\]]+\]\(notebooks/([^)]+\.ipynb)\)\s*\|")
@@ -74,7 +76,7 @@ def time_line(notebook: dict) -> str:
 
 def readme_notebook_rows() -> dict[str, list[str]]:
     """Notebook file name -> the cells of its row in the README's "## The notebooks" table."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = COMMENT.sub("", (ROOT / "README.md").read_text(encoding="utf-8"))
     section = readme.split("\n## The notebooks\n", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
@@ -130,7 +132,7 @@ def prose(text: str) -> str:
     targets, versions and the README's notebook table (its rows are checked against their own notebook)."""
     comments = [line.split(" # ", 1)[1] for language, body in fences(text) if language in ("bash", "sh")
                 for line in body.splitlines() if " # " in line]
-    text = FENCE.sub("", text) + "\n" + "\n".join(comments)
+    text = COMMENT.sub("", FENCE.sub("", text)) + "\n" + "\n".join(comments)
     text = "\n".join(line for line in text.splitlines() if not TABLE_ROW.match(line))
     text = re.sub(r"`[^`\n]*`", " ", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
@@ -147,13 +149,16 @@ def figures(text: str) -> list[str]:
 
 
 def current_results() -> str:
-    """benchmarks/RESULTS.md without the lines that label a figure as history (superseded by a newer one)."""
-    return "\n".join(line for line in RESULTS.read_text(encoding="utf-8").splitlines() if "history" not in line)
+    """benchmarks/RESULTS.md without its History part (measurements a newer one superseded) and without the lines
+    that label a figure as history."""
+    current = RESULTS.read_text(encoding="utf-8").split("\n## History\n", 1)[0]
+    return "\n".join(line for line in current.splitlines() if "history" not in line)
 
 
 def sources(page: Path) -> str:
     """The text a figure on `page` may be quoted from: the stored outputs of the notebooks it links to,
-    RESULTS.md if it links to it, and the output blocks on the page and on the pages it links to."""
+    RESULTS.md or results.json if it links to them, and the output blocks on the page and on the pages it links
+    to."""
     text = page.read_text(encoding="utf-8")
     parts = [output_blocks(text)]
     for path in linked_files(page):
@@ -161,6 +166,8 @@ def sources(page: Path) -> str:
             parts.append(stored_output_text(load(path)))
         elif path == RESULTS:
             parts.append(current_results())
+        elif path == RESULTS_JSON:
+            parts.append(path.read_text(encoding="utf-8"))
         elif path.suffix == ".md":
             parts.append(output_blocks(path.read_text(encoding="utf-8")))
     return "\n".join(parts)
