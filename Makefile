@@ -1,4 +1,6 @@
-# `make train` and `make test` create the environment (.venv) on first use, then do their job.
+# `make train`, `make lab` and `make test` create the environment (.venv) on first use, install what they need,
+# then do their job: `make install` (and every target a learner uses) the package and the notebooks' packages,
+# `make serve` the server's, the test targets the test tools (.[dev], every extra included).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,14 +16,20 @@ endif
 
 .PHONY: install train test test-fast test-package test-notebooks notebooks lab tensorboard serve benchmark benchmark-smoke clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-notebooks  ## the package and what the notebooks need (no test tools)
 
-$(VENV)/.installed: pyproject.toml
+# The environment itself, with torch from TORCH_INDEX when it is given (before anything pulls PyPI's build).
+$(VENV)/.created:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lenet needs Python 3.11 or newer: install it, or run make PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# One stamp per extra of pyproject.toml: .installed-notebooks, .installed-serve, .installed-dev; each is installed
+# again when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e '.[$*]'
 	touch $@
 
 train: install  ## train with the default config; pass flags with ARGS="--epochs 5"
@@ -32,15 +40,15 @@ test: test-package test-notebooks  ## the whole suite: package tests, then the n
 # The tier to run while editing: no training beyond a few steps on tiny data, no servers, no browser (under a
 # minute on 2 cores). The markers are registered in pyproject.toml.
 FAST := not slow and not server and not browser and not real_mnist
-test-fast: install  ## the quick tier of the package tests, under a minute
+test-fast: $(VENV)/.installed-dev  ## the quick tier of the package tests, under a minute
 	$(PY) -m pytest tests -m "$(FAST)" -p no:cacheprovider $(ARGS)
 
-test-package: install
+test-package: $(VENV)/.installed-dev
 	$(PY) -m pytest tests $(ARGS)
 
 # Quick mode, with the thread count a user gets (no OMP_NUM_THREADS pin): the claims the notebooks
 # assert hold for any thread count, so CI may add `OMP_NUM_THREADS=1 make test-notebooks` as well.
-test-notebooks: install  ## the notebooks under nbval, in quick mode (LENET_QUICK=1)
+test-notebooks: $(VENV)/.installed-dev  ## the notebooks under nbval, in quick mode (LENET_QUICK=1)
 	LENET_QUICK=1 $(PY) -m pytest --nbval-lax notebooks/ -p no:cacheprovider
 
 notebooks: install  ## re-execute every notebook in full mode and store its outputs (each states its time)
@@ -63,5 +71,5 @@ benchmark-smoke: install
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-serve: install  ## the prediction server with its drawing page on http://127.0.0.1:8000/
+serve: $(VENV)/.installed-serve  ## the prediction server with its drawing page on http://127.0.0.1:8000/
 	$(VENV)/bin/lenet-serve $(ARGS)
