@@ -42,44 +42,44 @@ def is_plain_name(name: str) -> bool:
         and name.strip() == name
 
 
+def setting(default: Any, metavar: str | None = None, help: str = "", flag: str | None = None) -> Any:
+    """A settings field that is also a command-line flag (`lenet.cli.add_setting_flags`): its default, the name its
+    value goes by in --help, its help text, and a flag name when it is not the field's own (`flag`)."""
+    metadata = {"help": help, **({"metavar": metavar} if metavar else {}), **({"flag": flag} if flag else {})}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything that defines a training run; stored with every run and every checkpoint."""
 
-    dataset: str = field(default="mnist", metadata={"help": "mnist or fashion-mnist"})
-    data_dir: str | None = field(
-        default=None, metadata={"help": "where the IDX files live; else $LENET_DATA_DIR, else ./data"}
-    )
-    val_size: int = field(default=5000, metadata={"help": "training images held out for validation"})
-    optimizer: str = field(default="adam", metadata={"help": "adam or sgd (with momentum)"})
-    lr: float = field(default=3e-3, metadata={"help": "learning rate (the peak rate under onecycle)"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (ignored by adam)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
-    batch_size: int = field(default=128, metadata={"help": "training batch size"})
-    epochs: int = field(default=12, metadata={"help": "maximum number of epochs"})
-    max_shift: int = field(default=2, metadata={"help": "augment: shift training images by up to N pixels"})
-    rotate: float = field(default=15.0, metadata={"help": "augment: rotate training images by up to N degrees"})
-    scale: float = field(default=0.15, metadata={"help": "augment: scale training images by up to this fraction"})
-    shear: float = field(default=0.15, metadata={"help": "augment: shear training images by up to this much"})
-    thicken: float = field(default=0.3, metadata={
-        "help": "augment: fraction of training images whose strokes are thickened by a pixel"})
-    thin: float = field(default=0.2, metadata={
-        "help": "augment: fraction of training images whose strokes are thinned by a pixel"})
-    scribbles: int = field(default=16, metadata={
-        "help": "drawn non-digits (scribbles, stick characters) shown beside each training batch (outlier exposure)"})
-    outlier_weight: float = field(default=0.05, metadata={
-        "help": "weight of the loss that makes the network unsure of the non-digits"})
-    schedule: str = field(default="onecycle", metadata={"help": "learning-rate schedule: constant or onecycle"})
-    patience: int = field(
-        default=3, metadata={"help": "stop after this many epochs without a lower val loss; 0 disables"}
-    )
-    seed: int = field(default=0, metadata={"help": "random seed for initialisation and shuffling"})
-    device: str = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cpu, cuda or mps"})
-    channels_last: bool = field(default=False, metadata={"help": "store activations channels-last"})
-    run_name: str | None = field(default=None, metadata={"help": "run folder name; else dataset-optimizer-time"})
-    runs_dir: str = field(default=RUNS_DIR, metadata={"help": "parent folder of all runs"})
-    log_every: int = field(default=100, metadata={"help": "log the training loss every N steps"})
-    overwrite: bool = field(default=False, metadata={"help": "replace an existing run folder of the same name"})
+    dataset: str = setting("mnist", help="mnist or fashion-mnist")
+    data_dir: str | None = setting(None, help="where the IDX files live; else $LENET_DATA_DIR, else ./data")
+    val_size: int = setting(5000, help="training images held out for validation")
+    optimizer: str = setting("adam", help="adam or sgd (with momentum)")
+    lr: float = setting(3e-3, help="learning rate (the peak rate under onecycle)")
+    momentum: float = setting(0.9, help="SGD momentum (ignored by adam)")
+    weight_decay: float = setting(0.0, help="L2 weight decay")
+    batch_size: int = setting(128, help="training batch size")
+    epochs: int = setting(12, help="maximum number of epochs")
+    max_shift: int = setting(2, help="augment: shift training images by up to N pixels")
+    rotate: float = setting(15.0, help="augment: rotate training images by up to N degrees")
+    scale: float = setting(0.15, help="augment: scale training images by up to this fraction")
+    shear: float = setting(0.15, help="augment: shear training images by up to this much")
+    thicken: float = setting(0.3, help="augment: fraction of training images whose strokes are thickened by a pixel")
+    thin: float = setting(0.2, help="augment: fraction of training images whose strokes are thinned by a pixel")
+    scribbles: int = setting(16, help="drawn non-digits (scribbles, stick characters) shown beside each training "
+                                      "batch (outlier exposure, lenet.refusal)")
+    outlier_weight: float = setting(0.05, help="weight of the loss that makes the network unsure of the non-digits")
+    schedule: str = setting("onecycle", help="learning-rate schedule: constant or onecycle")
+    patience: int = setting(3, help="stop after this many epochs without a lower val loss; 0 disables")
+    seed: int = setting(0, help="random seed for initialisation and shuffling")
+    device: str = setting("auto", help="auto (cuda > mps > cpu), cpu, cuda or mps")
+    channels_last: bool = setting(False, help="store activations channels-last")
+    run_name: str | None = setting(None, help="run folder name; else dataset-optimizer-time")
+    runs_dir: str = setting(RUNS_DIR, help="parent folder of all runs")
+    log_every: int = setting(100, help="log the training loss every N steps")
+    overwrite: bool = setting(False, help="replace an existing run folder of the same name")
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, requirement: str) -> None:

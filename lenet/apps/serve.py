@@ -30,14 +30,14 @@ import os
 import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image
 
 from lenet.apps import STATIC
-from lenet.config import flag
+from lenet.config import flag, setting
 from lenet.errors import LenetError
 from lenet.files import printable
 from lenet.inference.images import png_data_url
@@ -82,30 +82,24 @@ class ServerSettings:
     """What one server takes on at once and how long it waits; each field with a "help" is the `lenet-serve` flag of
     that name (`lenet.cli.add_setting_flags`)."""
 
-    max_pixels: int = field(default=16_000_000, metadata={
-        "metavar": "PIXELS", "help": "refuse (413) images whose header claims more pixels, before decoding them "
-                                     "(a 12 MP phone photo fits)"})
-    max_predictions: int = field(default=2, metadata={
-        "metavar": "N", "help": "images decoded and predicted at once, each on its own worker thread; memory grows "
-                                "with it"})
-    queue_timeout: float = field(default=3.0, metadata={
-        "metavar": "SECONDS", "help": "seconds a request waits for a free prediction before 503 with Retry-After"})
-    max_connections: int = field(default=128, metadata={
-        "metavar": "N", "help": "open connections (uvicorn's limit_concurrency); past them requests get 503"})
-    header_timeout: float = field(default=10.0, metadata={
-        "metavar": "SECONDS", "help": "seconds to send a request's line and headers before the connection is closed"})
-    body_timeout: float = field(default=20.0, metadata={
-        "metavar": "SECONDS", "help": "seconds to send a request's body once its headers are in, before 408 "
-                                      "(5 MB in 20 s is 250 KB/s)"})
-    keep_alive_timeout: float = field(default=5.0, metadata={
-        "metavar": "SECONDS", "help": "seconds an idle keep-alive connection stays open"})
-    shutdown_timeout: float = field(default=30.0, metadata={
-        "metavar": "SECONDS", "help": "on SIGTERM or Ctrl+C, seconds requests in flight have to finish; later ones "
-                                      "get 503"})
-    allow_origins: tuple[str, ...] = field(default=(), metadata={
-        "metavar": "ORIGIN", "flag": ALLOW_ORIGIN,
-        "help": "let pages from this web origin (https://host:port) call the API (CORS); repeat for more "
-                "(default: none, no CORS header)"})
+    max_pixels: int = setting(16_000_000, "PIXELS", "refuse (413) images whose header claims more pixels, before "
+                              "decoding them (a 12 MP phone photo fits)")
+    max_predictions: int = setting(2, "N", "images decoded and predicted at once, each on its own worker thread; "
+                                   "memory grows with it")
+    queue_timeout: float = setting(3.0, "SECONDS", "seconds a request waits for a free prediction before 503 with "
+                                   "Retry-After")
+    max_connections: int = setting(128, "N", "open connections (uvicorn's limit_concurrency); past them requests "
+                                   "get 503")
+    header_timeout: float = setting(10.0, "SECONDS", "seconds to send a request's line and headers before the "
+                                    "connection is closed")
+    body_timeout: float = setting(20.0, "SECONDS", "seconds to send a request's body once its headers are in, before "
+                                  "408 (5 MB in 20 s is 250 KB/s)")
+    keep_alive_timeout: float = setting(5.0, "SECONDS", "seconds an idle keep-alive connection stays open")
+    shutdown_timeout: float = setting(30.0, "SECONDS", "on SIGTERM or Ctrl+C, seconds requests in flight have to "
+                                      "finish; later ones get 503")
+    allow_origins: tuple[str, ...] = setting((), "ORIGIN", "let pages from this web origin (https://host:port) call "
+                                             "the API (CORS); repeat for more (default: none, no CORS header)",
+                                             flag=ALLOW_ORIGIN)
     max_body_bytes: int = MAX_BODY_BYTES  # request bodies over this many bytes are refused (413); not a flag
 
     def __post_init__(self) -> None:

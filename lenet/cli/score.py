@@ -19,10 +19,10 @@ from lenet.inference.score import (LABELS_FILE, SHEET, check_sheet_path, labelle
 def score_parser() -> argparse.ArgumentParser:
     """The `lenet-score` command line; every help text states its default."""
     parser = argparse.ArgumentParser(
-        prog="lenet-score", description="Score a trained LeNet-5 on a folder of labelled digit images: accuracy, accuracy per digit, "
-        "the non-digits refused (labelled null, or in none/), the confusion pairs, the count of each outcome "
-        "(digit, unsure, not a digit), and a contact sheet of the misread images beside "
-        "the 28x28 input the model saw.")
+        prog="lenet-score", description="Score a trained LeNet-5 on a folder of labelled digit images: accuracy, "
+        "accuracy per digit, the non-digits refused (labelled null, or in none/), the confusion pairs, the count of "
+        "each outcome (digit, unsure, not a digit), and a contact sheet of the misread images beside the 28x28 input "
+        "the model saw.")
     parser.add_argument("folder", metavar="DIR",
                         help="the folder of images: labelled by --labels, or sorted into subfolders 0/ to 9/ "
                              "(and none/ for images that are not digits) "

@@ -20,6 +20,7 @@ from lenet.data import Augmentation, Splits, augment
 from lenet.refusal.non_digits import non_digits
 
 BANK = 4096  # non-digits drawn once per run and augmented once an epoch; each batch picks some of them
+Batch = tuple[torch.Tensor, torch.Tensor]  # (images, labels)
 STEPS = 512  # training steps whose non-digits are picked at once (an epoch of the default recipe is 430)
 
 
@@ -75,7 +76,7 @@ class OutlierExposure:
             picks = torch.randint(0, len(bank), (STEPS, self.per_batch), generator=generator).to(bank.device)
             yield from (bank[index] for index in picks)
 
-    def beside(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def beside(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         """Each (images, labels) of `batches` with this epoch's non-digits appended to the images (one forward pass
         for both); `batches.epoch` picks the epoch's draws."""
         others = self.stream(getattr(batches, "epoch", 0))

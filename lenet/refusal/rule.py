@@ -78,7 +78,8 @@ def thresholds(familiarities: torch.Tensor, evidences: torch.Tensor, keep: float
     low, high = 0.0, 1 - keep  # refusing at q by each score refuses between q and 2q of the digits
     for _ in range(30):
         middle = (low + high) / 2
-        refused = (familiarities < torch.quantile(familiarities, middle)) | (evidences < torch.quantile(evidences, middle))
+        refused = ((familiarities < torch.quantile(familiarities, middle))
+                   | (evidences < torch.quantile(evidences, middle)))
         low, high = (middle, high) if refused.float().mean() <= 1 - keep else (low, middle)
     return float(torch.quantile(familiarities, low)), float(torch.quantile(evidences, low))
 
