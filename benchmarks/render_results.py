@@ -239,7 +239,8 @@ def dump(results: dict) -> str:
         rows = ",\n".join(f"        {json.dumps(row, ensure_ascii=False)}" for row in table["rows"])
         fields = [f'      "{field}": {json.dumps(value, ensure_ascii=False)}' for field, value in table.items()
                   if field != "rows"]
-        tables.append(f"    {json.dumps(key)}: {{\n" + ",\n".join(fields) + f',\n      "rows": [\n{rows}\n      ]\n    }}')
+        body = ",\n".join(fields) + f',\n      "rows": [\n{rows}\n      ]'
+        tables.append(f"    {json.dumps(key)}: {{\n{body}\n    }}")
     lines += [",\n".join(tables), "  }", "}"]
     return "\n".join(lines) + "\n"
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.render_results import (FIGURE_MARKER, MARKED_FIGURE, RESULTS_MD, ROOT, TABLE_MARKER, anchor,
-                                       format_number, load_results, refresh, render, render_tables, section,
-                                       source_text)
+from benchmarks.render_results import (FIGURE_MARKER, MARKED_FIGURE, RESULTS_JSON, RESULTS_MD, ROOT, TABLE_MARKER,
+                                       anchor, dump, format_number, load_results, refresh, render, render_tables,
+                                       section, source_text)
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RESULTS = load_results()
@@ -229,16 +229,16 @@ def test_history_sits_under_headings_that_say_so_and_every_dated_heading_is_hist
 @pytest.mark.parametrize("page", DOCS, ids=page_id)
 def test_no_page_links_to_history_or_dates_a_figure(page):
     text = page.read_text(encoding="utf-8")
-    history = {anchor(heading) for heading in re.findall(r"^#{2,6} +(.+?) *$",
-                                                        history_part(RESULTS_MD.read_text(encoding="utf-8")), re.M)}
-    linked = [target for target in re.findall(r"RESULTS\.md#([\w-]+)", text) if target in history or "history" in target]
+    history = {anchor(heading) for heading in
+               re.findall(r"^#{2,6} +(.+?) *$", history_part(RESULTS_MD.read_text(encoding="utf-8")), re.M)}
+    linked = [target for target in re.findall(r"RESULTS\.md#([\w-]+)", text)
+              if target in history or "history" in target]
     assert not linked, f"{page_id(page)} links to History in RESULTS.md as if current: {linked}"
     dated = re.findall(r"\b20\d\d-\d\d-\d\d\b", text)
-    assert not dated, f"{page_id(page)} carries dates {dated}: quote the current figure, leave the history to RESULTS.md"
+    assert not dated, f"{page_id(page)} carries dates {dated}: quote the current figure; history stays in RESULTS.md"
     earlier = re.findall(r"(?i)\ban? earlier (?:measurement|run|default)\b", text)
     assert not earlier, f"{page_id(page)} quotes {earlier}: only current figures belong on a page"
 
 
 def test_results_json_is_written_as_render_results_writes_it():
-    from benchmarks.render_results import RESULTS_JSON, dump
     assert RESULTS_JSON.read_text(encoding="utf-8") == dump(json.loads(RESULTS_JSON.read_text(encoding="utf-8")))
