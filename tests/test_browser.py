@@ -13,16 +13,15 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, free_port, real_mnist_dir, refusing_copy
+from helpers import (CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, free_port, real_mnist_dir, refusing_copy, serving_process,
+                     wait_until)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The notebook that ends with the pad, found by name so that renumbering the notebooks does not break the test.
@@ -37,21 +36,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 # JupyterLab and a kernel on a loaded machine may take seconds to answer: assertions wait on the page up to this
 # deadline instead of Playwright's 5 s, and pass as soon as the answer is there.
 playwright_api.expect.set_options(timeout=30_000)
-
-
-def wait_for_server(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    """Poll `url` until it answers 200; fail early if the server process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"jupyter lab did not answer {url} within {timeout:.0f} s")
 
 
 @pytest.fixture
@@ -91,19 +75,10 @@ def serve_jupyter_lab(root: Path, home: Path, env: dict[str, str]) -> Iterator[t
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # containers and CI images often run as root
-    with (home / "jupyter.log").open("w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_for_server(f"{url}/api/status?token={token}", server)
-            yield url, token
-        finally:
-            server.terminate()  # jupyter shuts its kernels down on SIGTERM
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    url = f"http://127.0.0.1:{port}"
+    # Stopped with SIGTERM afterwards: jupyter shuts its kernels down on it.
+    with serving_process(command, f"{url}/api/status?token={token}", home / "jupyter.log", env):
+        yield url, token
 
 
 @contextlib.contextmanager
@@ -132,22 +107,17 @@ def page(tmp_path):
         yield page
 
 
-def wait_for_idle_kernel(base: str, token: str, timeout: float = 60) -> None:
-    """Poll the server until a notebook session has a started kernel that is idle."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5) as response:
-            sessions = json.load(response)
-        if any((session.get("kernel") or {}).get("execution_state") == "idle" for session in sessions):
-            return
-        time.sleep(0.3)
-    raise TimeoutError(f"no idle kernel within {timeout:.0f} s")
+def has_idle_kernel(base: str, token: str) -> bool:
+    """Whether a notebook session on the server has a started kernel that is idle."""
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as response:
+        sessions = json.load(response)
+    return any((session.get("kernel") or {}).get("execution_state") == "idle" for session in sessions)
 
 
 def run_all_cells(page, base: str, token: str, notebook: str) -> None:
     """Open `notebook`, wait for its kernel, and run every cell from the Run menu, as a user would."""
     page.goto(f"{base}/lab/tree/{notebook}?token={token}")
-    wait_for_idle_kernel(base, token)
+    wait_until(lambda: has_idle_kernel(base, token), 60, "an idle notebook kernel")
     # The server's kernel is idle; wait for the page to be connected to it too.
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(state="attached", timeout=30_000)
     page.locator(".lm-MenuBar-item", has_text="Run").first.click()

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import fit_result
 from lenet.notebook.experiments import (confusion_matrix, first_epoch_reaching, format_value, machine_description,
                                notebook_settings, per_epoch, summarize, summary_table)
-
-
-def fit_result(val_accuracies, test_accuracy=0.99, seconds=2.0):
-    """A result shaped like fit's: one history record per epoch."""
-    history = [{"epoch": epoch, "train_loss": 1 / epoch, "val_loss": 0.5 / epoch, "val_accuracy": accuracy,
-                "seconds": seconds} for epoch, accuracy in enumerate(val_accuracies, start=1)]
-    return {"history": history, "test_accuracy": test_accuracy}
 
 
 def test_notebook_settings_read_the_environment_and_keep_runs_under_runs_notebooks(monkeypatch, capsys):

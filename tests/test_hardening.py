@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import make_dataset  # the fixtures' dataset writer
-from helpers import StopAfter, drawn_seven
+from helpers import StopAfter, drawn_seven, run_module
 from lenet.cli import export as export_module
 from lenet.checkpoint import load_checkpoint, save_checkpoint
 from lenet.config import Config
@@ -24,12 +24,6 @@ from lenet.cli.predict import main as predict_main
 from lenet.cli.score import main as score_main
 from lenet.cli.train import main as train_main
 from lenet.train import Interrupted, fit
-
-
-def run(module: str, *args, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m <module> ARGS` in a fresh process, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -97,7 +91,7 @@ def test_a_file_name_that_is_not_utf8_is_printed_and_kept_in_valid_json(tiny_che
     odd = Path(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))
     odd.write_bytes((folder / "a.png").read_bytes())
     env = {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": ""}
-    text = run("lenet.cli.predict", folder, "--checkpoint", tiny_checkpoint, env=env)
+    text = run_module("lenet.cli.predict", folder, "--checkpoint", tiny_checkpoint, env=env)
     assert text.returncode == 0, text.stderr
     assert len(text.stdout.splitlines()) == 2 and "caf\\xe9.png: " in text.stdout
     as_json = subprocess.run([sys.executable, "-m", "lenet.cli.predict", str(folder), "--checkpoint",
@@ -214,10 +208,11 @@ def test_a_damaged_idx_file_is_named_as_corrupt(damage, tmp_path):
 def test_runs_dir_that_is_a_file_and_a_batch_larger_than_the_data_are_one_line(tiny_mnist, tmp_path):
     (tmp_path / "a_file").write_text("")
     common = ["--data-dir", tiny_mnist, "--val-size", 200, "--epochs", 1, "--device", "cpu"]
-    one_error_line(run("lenet.cli.train", *common, "--runs-dir", tmp_path / "a_file"), "is a file, not a folder")
-    one_error_line(run("lenet.cli.train", *common, "--runs-dir", tmp_path / "runs", "--batch-size", 5000),
+    one_error_line(run_module("lenet.cli.train", *common, "--runs-dir", tmp_path / "a_file"), "is a file, not a folder")
+    one_error_line(run_module("lenet.cli.train", *common, "--runs-dir", tmp_path / "runs", "--batch-size", 5000),
                    "--batch-size 5000 is larger than the training split (1,000 images)", "use at most 1000")
-    one_error_line(run("lenet.cli.train", *common, "--batch-size", 1000000), "--batch-size must be between 1 and 65536")
+    one_error_line(run_module("lenet.cli.train", *common, "--batch-size", 1000000),
+                   "--batch-size must be between 1 and 65536")
 
 
 # 13. Crafted checkpoints are refused in one sentence.
@@ -259,16 +254,16 @@ def test_a_checkpoint_without_class_names_predicts_digits(tiny_checkpoint, tmp_p
 def test_a_fifo_checkpoint_or_image_is_refused_without_hanging(tiny_checkpoint, tmp_path):
     fifo = tmp_path / "pipe.pt"
     os.mkfifo(fifo)
-    one_error_line(run("lenet.cli.predict", drawn_seven(tmp_path / "7.png"), "--checkpoint", fifo, timeout=120),
+    one_error_line(run_module("lenet.cli.predict", drawn_seven(tmp_path / "7.png"), "--checkpoint", fifo, timeout=120),
                    "is a FIFO (named pipe), not a checkpoint")
     loop = tmp_path / "loop.png"
     loop.symlink_to(loop)
-    result = run("lenet.cli.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint", tiny_checkpoint,
-                 timeout=120)
+    result = run_module("lenet.cli.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint",
+                        tiny_checkpoint, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     os.mkfifo(fifo.with_suffix(".png"))
-    result = run("lenet.cli.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint", tiny_checkpoint,
-                 timeout=120)
+    result = run_module("lenet.cli.predict", fifo.with_suffix(".png"), "/dev/zero", loop, "--checkpoint",
+                        tiny_checkpoint, timeout=120)
     assert "pipe.png is a FIFO (named pipe)" in result.stderr
     assert "/dev/zero is a device" in result.stderr
     assert "loop.png is a symbolic link loop" in result.stderr

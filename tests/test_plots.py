@@ -12,6 +12,7 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 from torch import nn  # noqa: E402
 
+from helpers import fit_result  # noqa: E402
 from lenet.data import Augmentation  # noqa: E402
 from lenet.model import LeNet5, count_parameters  # noqa: E402
 from lenet.notebook.logs import read_histograms  # noqa: E402
@@ -48,13 +49,6 @@ def test_plot_band_draws_the_mean_and_a_min_max_band():
     band, = ax.collections
     lows_and_highs = band.get_paths()[0].vertices[:, 1]
     assert lows_and_highs.min() == 1.0 and lows_and_highs.max() == 7.0
-
-
-def fit_result(val_accuracies, test_accuracy=0.99):
-    """A result shaped like fit's, with made-up losses."""
-    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 2 / e, "val_accuracy": a, "seconds": 1.0}
-               for e, a in enumerate(val_accuracies, start=1)]
-    return {"history": history, "test_accuracy": test_accuracy}
 
 
 def test_plot_training_bands_draws_a_band_per_label_and_keeps_epoch_1_in_view():

@@ -2,7 +2,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from helpers import drawn_seven, huge_png, real_mnist_dir
+from helpers import drawn_seven, huge_png, real_mnist_dir, run_module
 from lenet.checkpoint import save_checkpoint
 from lenet.config import Config
 from lenet.errors import LenetError
@@ -21,12 +20,6 @@ from lenet.inference.predict import Prediction, Predictor, load_model, predict
 
 NO_MODEL = "no completed training run in runs/: train one with `make train` (or lenet-train), or pass --checkpoint"
 JSON_KEYS = {"file", "outcome", "familiarity", "evidence", "prediction", "probability", "probabilities", "error"}
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    """`python -m lenet.cli.predict ARGS` in a fresh process, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "lenet.cli.predict", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, env=os.environ.copy())
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +55,18 @@ def bad_inputs(tmp_path_factory) -> tuple[list[str], dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def cli_with_bad_inputs(bad_inputs, tiny_checkpoint) -> subprocess.CompletedProcess:
-    return run_cli(*bad_inputs[0], "--checkpoint", tiny_checkpoint)
+    return run_module("lenet.cli.predict", *bad_inputs[0], "--checkpoint", tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
 def cli_json_with_bad_inputs(bad_inputs, tiny_checkpoint) -> subprocess.CompletedProcess:
-    return run_cli(*bad_inputs[0], "--checkpoint", tiny_checkpoint, "--json")
+    return run_module("lenet.cli.predict", *bad_inputs[0], "--checkpoint", tiny_checkpoint, "--json")
 
 
 @pytest.mark.slow
 def test_cli_predicts_a_drawn_digit_end_to_end(tmp_path, tiny_checkpoint):
     image = drawn_seven(tmp_path / "seven.png")
-    result = run_cli(image, "--checkpoint", tiny_checkpoint)
+    result = run_module("lenet.cli.predict", image, "--checkpoint", tiny_checkpoint)
     assert result.returncode == 0, result.stderr
     line, = result.stdout.splitlines()
     assert line.startswith(f"{image}: ") and "top 3: " in line
@@ -144,7 +137,7 @@ def test_checkpoint_carrying_code_is_refused_and_its_code_never_runs(tmp_path):
     evil = tmp_path / "evil.pt"
     torch.save({"model": CreatesAFile(), "config": {}, "normalization": {"mean": 0.1, "std": 0.3}}, evil)
     assert not marker.exists()
-    result = run_cli(drawn_seven(tmp_path / "seven.png"), "--checkpoint", evil)
+    result = run_module("lenet.cli.predict", drawn_seven(tmp_path / "seven.png"), "--checkpoint", evil)
     assert result.returncode == 2
     assert result.stderr.startswith("error: refused to load") and "Traceback" not in result.stderr
     assert not marker.exists()
@@ -336,7 +329,7 @@ def user_digits(tmp_path_factory) -> tuple[Path, dict[str, int]]:
 
 def test_cli_reads_users_digits_as_accurately_as_mnist(user_digits, mnist_checkpoint):
     folder, labels = user_digits
-    result = run_cli(folder, "--checkpoint", mnist_checkpoint, "--json")
+    result = run_module("lenet.cli.predict", folder, "--checkpoint", mnist_checkpoint, "--json")
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)
     assert len(results) == 200

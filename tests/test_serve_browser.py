@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import load_test
-from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, refusing_copy
+from helpers import CHROMIUM, CHROMIUM_ARGS, draw_on_canvas, lenet_serve, refusing_copy
 from lenet.apps.pad import BRUSH_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +38,7 @@ SEVEN = [[(85, 60), (195, 60), (125, 235)]]  # a bar and a diagonal, in one stro
 @pytest.fixture(scope="module")
 def server_url(mnist_checkpoint, tmp_path_factory):
     """lenet-serve on a free loopback port with a model trained on real MNIST."""
-    with load_test.serving(mnist_checkpoint, log=tmp_path_factory.mktemp("serve") / "serve.log") as url:
+    with lenet_serve(mnist_checkpoint, log=tmp_path_factory.mktemp("serve") / "serve.log") as (url, _):
         yield url
 
 
@@ -111,7 +110,7 @@ def test_a_drawn_seven_is_read_as_7_after_clear(page):
 
 def test_a_model_that_refuses_the_drawing_says_it_does_not_look_like_a_digit(page, mnist_checkpoint, tmp_path):
     refusing = refusing_copy(mnist_checkpoint, tmp_path / "refusing.pt")
-    with load_test.serving(refusing, log=tmp_path / "serve.log") as url:
+    with lenet_serve(refusing, log=tmp_path / "serve.log") as (url, _):
         other = page.context.browser.new_page(viewport={"width": 900, "height": 640})  # the module's browser
         try:
             other.goto(f"{url}/")
