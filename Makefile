@@ -14,7 +14,7 @@ ifeq ($(origin OMP_WAIT_POLICY),undefined)
 export GOMP_SPINCOUNT ?= 10000
 endif
 
-.PHONY: install train test test-fast test-package test-notebooks notebooks lab tensorboard serve benchmark benchmark-smoke clean
+.PHONY: install train test test-fast test-floors test-package test-notebooks notebooks lab tensorboard serve benchmark benchmark-smoke clean
 
 install: $(VENV)/.installed-notebooks  ## the package and what the notebooks need (no test tools)
 
@@ -42,6 +42,16 @@ test: test-package test-notebooks  ## the whole suite: package tests, then the n
 FAST := not slow and not server and not browser and not real_mnist
 test-fast: $(VENV)/.installed-dev  ## the quick tier of the package tests, under a minute
 	$(PY) -m pytest tests -m "$(FAST)" -p no:cacheprovider $(ARGS)
+
+# The fast tier on the lowest versions pyproject.toml allows (torch 2.5.0, numpy 1.26.0, ...), installed at once by
+# uv's lowest-direct resolution into a throwaway environment; CI runs it (about two minutes, most of it installing).
+FLOORS ?= /tmp/lenet-floors
+test-floors:  ## the fast tier on the lowest dependency versions pyproject.toml allows, in a throwaway venv
+	rm -rf $(FLOORS)
+	$(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/python -m pip install --quiet uv
+	$(FLOORS)/bin/uv pip install --quiet --python $(FLOORS)/bin/python --resolution lowest-direct -e '.[dev]'
+	$(FLOORS)/bin/python -m pytest tests -m "$(FAST)" -p no:cacheprovider $(ARGS)
 
 test-package: $(VENV)/.installed-dev
 	$(PY) -m pytest tests $(ARGS)
