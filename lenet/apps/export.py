@@ -24,7 +24,7 @@ import torch
 
 from lenet.checkpoint import classes_of, load_checkpoint, model_from_checkpoint
 from lenet.errors import LenetError
-from lenet.files import atomic_write, explain_os_error
+from lenet.files import atomic_write, checked_path
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -92,15 +92,10 @@ def export(checkpoint_path: str | os.PathLike, format: str, output: str | os.Pat
 
 def check_target(output: Path, format: str, force: bool) -> None:
     """LenetError unless `output` is absent, or a regular file and `force` says it may be replaced."""
-    try:
-        mode = output.stat().st_mode
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        raise LenetError(f"cannot write {output}: part of its folder path is a file, not a folder; "
-                         "choose another -o path.") from None
-    except OSError as error:  # a name too long, a denied folder, an I/O error
-        raise LenetError(explain_os_error(output, error, "model file", "choose another -o path")) from None
+    checked_path(output, "model file", hint="choose another -o path")  # a name too long, a denied folder...
+    if not output.exists():
+        return  # a folder path through a file fails when the model is written, in one sentence too
+    mode = output.stat().st_mode
     if stat.S_ISDIR(mode):
         raise LenetError(f"{output} is a folder: pass a file name such as {output / ('model.' + suffix(format))}.")
     if not stat.S_ISREG(mode):
