@@ -106,12 +106,12 @@ def start_run(config: Config | None, resume: str | Path | None, changes: Mapping
     saved = None if resume is None else load_checkpoint(runs.resume_point(resume)[0])
     config = config if saved is None else Config.from_dict(saved["config"]).resumed(dict(changes))
     device, splits, model, optimizer = build_run(config)
-    state = RunState(config, model, optimizer, None, splits, run_dir, device)
+    state, new_cycle = RunState(config, model, optimizer, None, splits, run_dir, device), False
     if saved is None:
         runs.make_run_dir(run_dir, config.overwrite)
-    else:  # an extended onecycle run gets a new cycle over the epochs it adds
+    else:
         state.extended = config.epochs > saved["config"]["epochs"]
-        new_cycle = state.extended and config.schedule == "onecycle"
+        new_cycle = state.extended and config.schedule == "onecycle"  # a new cycle over the epochs it adds
         state.schedule_start = saved["epoch"] if new_cycle else saved["schedule_start"]
         state.epoch, state.history = saved["epoch"], saved["history"]
         state.step = saved["epoch"] * len(splits.train)
