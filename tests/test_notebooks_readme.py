@@ -7,7 +7,10 @@ page it links to. The README's notebook
 table quotes each notebook's own outputs and its own stated time. Every notebook is in the table, titled
 "# 0N · Title", says how long it takes, was executed top to bottom without errors, prints the machine its
 figures were measured on, writes its runs under runs/notebooks/, and ends with a "Next:" link that
-resolves. Reads files only; nothing is executed.
+resolves. Its "Try it yourself" section holds prompts only (no code cell, so no answer shows under a prompt),
+offers a recall question, a change-and-predict and a stretch, and links its solutions notebook,
+notebooks/solutions/<lesson>_solutions.ipynb, which exists and is stored without outputs (nbval runs it).
+Reads files only; nothing is executed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # the lessons; not notebooks/solutions/
+SOLUTIONS = ROOT / "notebooks" / "solutions"
+SOLUTION_NOTEBOOKS = sorted(SOLUTIONS.glob("*_solutions.ipynb"))
+# The three kinds of exercise each lesson offers, as its prompts label them: "**1. (recall) ...**".
+EXERCISE_KINDS = {"recall": r"\(recall\)", "change and predict": r"\(change[ -]and[ -]predict\)",
+                  "stretch": r"\(stretch\)"}
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 RESULTS_JSON = ROOT / "benchmarks" / "results.json"
@@ -285,15 +293,60 @@ def test_stored_outputs_show_no_path_of_the_machine_and_no_object_repr(path):
     assert "object at 0x" not in outputs, f"{path.name} shows an object's repr instead of the object"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_every_notebook_ends_with_exercises_whose_solutions_are_hidden_code(path):
-    cells = load(path)["cells"]
+def exercise_cells(cells: list[dict]) -> list[dict] | None:
+    """The cells after the "## Try it yourself" heading and before "## What we learned" (None without the heading)."""
     start = next((i for i, cell in enumerate(cells) if cell["cell_type"] == "markdown"
-                  and re.search(r"^#+ Try it yourself", source(cell), re.M)), None)
-    assert start is not None, f"{path.name} has no 'Try it yourself' section"
-    solutions = [cell for cell in cells[start:] if cell["cell_type"] == "code"
-                 and "solution" in cell.get("metadata", {}).get("tags", [])]
-    assert len(solutions) >= 2, f"{path.name}: at least two exercises with a solution cell tagged 'solution'"
-    assert all(cell["metadata"].get("jupyter", {}).get("source_hidden") for cell in solutions), \
-        "a learner opens a solution after trying: collapse it (jupyter.source_hidden)"
-    assert all(cell["outputs"] for cell in solutions), "solutions run (under nbval too) and show what they found"
+                  and re.search(r"^## Try it yourself", source(cell), re.M)), None)
+    if start is None:
+        return None
+    end = next((i for i, cell in enumerate(cells) if i > start and cell["cell_type"] == "markdown"
+                and re.search(r"^## What we learned", source(cell), re.M)), len(cells))
+    return cells[start:end]
+
+
+def solutions_link(path: Path) -> str:
+    """Where a lesson's solutions notebook is, relative to the lesson."""
+    return f"solutions/{path.stem}_solutions.ipynb"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_answer_sits_under_a_prompt_the_exercises_hold_no_code_cell(path):
+    section = exercise_cells(load(path)["cells"])
+    assert section is not None, f"{path.name} has no '## Try it yourself' section"
+    code = [source(cell)[:60] for cell in section if cell["cell_type"] == "code"]
+    assert not code, (f"{path.name}: code cells under 'Try it yourself' show their answers (a code host renders "
+                      f"collapsed cells open); move them to {solutions_link(path)}: {code}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_lesson_links_its_solutions_notebook_which_exists(path):
+    section = exercise_cells(load(path)["cells"]) or []
+    text = "\n".join(source(cell) for cell in section if cell["cell_type"] == "markdown")
+    target = solutions_link(path)
+    assert re.search(rf"\]\({re.escape(target)}(?:#[^)]*)?\)", text), \
+        f"{path.name}: link to {target} under the exercises"
+    assert (path.parent / target).is_file(), f"{path.name} links to {target}, which does not exist"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_lesson_offers_a_recall_question_a_change_and_predict_and_a_stretch(path):
+    section = exercise_cells(load(path)["cells"]) or []
+    text = "\n".join(source(cell) for cell in section if cell["cell_type"] == "markdown")
+    missing = [kind for kind, label in EXERCISE_KINDS.items() if not re.search(label, text, re.I)]
+    assert not missing, f"{path.name}: label an exercise of each kind, e.g. '**1. (recall) ...**'; missing: {missing}"
+
+
+@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=lambda path: path.stem)
+def test_solutions_notebooks_answer_a_lesson_and_are_stored_without_outputs(path):
+    lesson = ROOT / "notebooks" / f"{path.stem.removesuffix('_solutions')}.ipynb"
+    assert lesson in NOTEBOOKS, f"{path.name} answers no lesson: there is no notebooks/{lesson.name}"
+    cells = load(path)["cells"]
+    code = [cell for cell in cells if cell["cell_type"] == "code"]
+    assert code and all(not cell["outputs"] and cell["execution_count"] is None for cell in code), \
+        f"{path.name}: clear its outputs and execution counts (nbval runs it; a stored answer could be stale)"
+    # Jupyter runs it in notebooks/solutions/, two levels below the repository.
+    assert 'notebook_settings(root="../..")' in source(code[0])
+    assert any(f"](../{lesson.name})" in source(cell) for cell in cells if cell["cell_type"] == "markdown"), \
+        f"{path.name}: link back to its lesson, ../{lesson.name}"
+    code_text = "\n".join(source(cell) for cell in code)
+    assert not re.search(r"runs_dir\s*=\s*(?!settings\.runs_dir\b)", code_text), "use runs_dir=settings.runs_dir"
