@@ -350,3 +350,65 @@ def test_solutions_notebooks_answer_a_lesson_and_are_stored_without_outputs(path
         f"{path.name}: link back to its lesson, ../{lesson.name}"
     code_text = "\n".join(source(cell) for cell in code)
     assert not re.search(r"runs_dir\s*=\s*(?!settings\.runs_dir\b)", code_text), "use runs_dir=settings.runs_dir"
+
+
+# Figures a lesson's prose may state that no cell prints: settings the lesson chose, or constants it explains,
+# not measurements. Lesson -> figure as written -> why it is not measured.
+SETTINGS: dict[str, dict[str, str]] = {
+    "02_network_and_training_loop": {"0.01": "the learning rate the written-out loop uses", "0.9": "SGD's momentum",
+                                     "2.3": "ln 10, the loss of a uniform guess over ten digits",
+                                     "2.4": "the square root of 6, by which PyTorch's default init shrinks a layer"},
+    "03_adam_vs_sgd": {"0.05": "SGD's peak learning rate", "0.01": "the ends of the usual ranges of rates",
+                       "0.1": "the end of SGD's usual range of rates"},
+}
+RECORDED = re.compile(r"\((\d[\d,]*) s when these outputs were recorded")
+
+
+def printed_match(figure: str, printed: set[float]) -> bool:
+    """Whether a figure as written is one of the printed values, rounded to the digits it is written with."""
+    value, decimals = float(figure.replace(",", "")), len(figure.split(".", 1)[1]) if "." in figure else 0
+    return any(abs(value - number) <= 0.5 * 10 ** -decimals + 1e-9 for number in printed)
+
+
+def recorded_seconds(notebook: dict) -> float | None:
+    """How long the stored run took, from the first cell's start to the last cell's reply (nbclient's timings)."""
+    from datetime import datetime
+    times = [cell["metadata"]["execution"] for cell in notebook["cells"]
+             if cell["cell_type"] == "code" and "execution" in cell.get("metadata", {})]
+    if not times:
+        return None
+    start, end = times[0]["iopub.execute_input"], times[-1]["shell.execute_reply"]
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_figure_in_a_lessons_prose_is_one_of_its_own_outputs(path):
+    notebook = load(path)
+    printed = values(stored_output_text(notebook))
+    allowed = SETTINGS.get(path.stem, {})
+    stray = []
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = source(cell)
+        if index == 0:  # the Time line's recorded seconds are checked against the run's own timings below
+            text = re.sub(r"\*\*Time:\*\*[^\n]*", "", text)
+        stray += [f"cell {index}: {figure}" for figure in figures(text)
+                  if figure not in allowed and not printed_match(figure, printed)]
+    assert not stray, f"{path.name} states figures none of its cells printed: {stray}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_the_seconds_a_lesson_states_are_what_its_stored_run_took(path):
+    notebook = load(path)
+    stated = RECORDED.search(time_line(notebook))
+    took = recorded_seconds(notebook)
+    assert stated and took is not None, "say '(N s when these outputs were recorded ...)' in the Time line"
+    assert abs(float(stated.group(1).replace(",", "")) - took) <= max(2.0, 0.05 * took), \
+        f"{path.name} says {stated.group(1)} s; its stored run took {took:.0f} s"
+
+
+def test_a_prose_figure_matches_a_printed_value_only_as_rounded():
+    assert printed_match("80", {79.8}) and printed_match("79.8", {79.8}) and printed_match("1,200", {1200.0})
+    assert not printed_match("79.7", {79.8}) and not printed_match("81", {79.8})
