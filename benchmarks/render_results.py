@@ -131,11 +131,9 @@ def section(text: str, wanted: str) -> str | None:
     return None
 
 
-def notebook_text(path: Path) -> str:
-    """What a notebook shows as measured: the "**Time:**" line of its first cell and its stored text outputs."""
-    notebook = json.loads(path.read_text(encoding="utf-8"))
-    first = "".join(notebook["cells"][0]["source"])
-    parts = [line for line in first.splitlines() if "**Time:**" in line]
+def stored_output_text(notebook: dict) -> str:
+    """Everything a notebook's code cells printed or returned as text, as one string."""
+    parts = []
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []):
             if output["output_type"] == "stream":
@@ -143,6 +141,13 @@ def notebook_text(path: Path) -> str:
             elif output["output_type"] in ("execute_result", "display_data"):
                 parts.append("".join(output.get("data", {}).get("text/plain", "")))
     return "\n".join(parts)
+
+
+def notebook_text(path: Path) -> str:
+    """What a notebook shows as measured: the "**Time:**" line of its first cell and its stored text outputs."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    first = "".join(notebook["cells"][0]["source"])
+    return "\n".join([line for line in first.splitlines() if "**Time:**" in line] + [stored_output_text(notebook)])
 
 
 def source_text(source: str, results_md: str | None = None) -> str | None:

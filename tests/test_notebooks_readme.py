@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.render_results import stored_output_text  # the one reader of a notebook's outputs
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # the lessons; not notebooks/solutions/
 SOLUTIONS = ROOT / "notebooks" / "solutions"
@@ -62,18 +64,6 @@ def load(path: Path) -> dict:
 
 def source(cell: dict) -> str:
     return "".join(cell["source"])
-
-
-def stored_output_text(notebook: dict) -> str:
-    """Everything the code cells printed or returned as text, as one string."""
-    parts = []
-    for cell in notebook["cells"]:
-        for output in cell.get("outputs", []):
-            if output["output_type"] == "stream":
-                parts.append("".join(output["text"]))
-            elif output["output_type"] in ("execute_result", "display_data"):
-                parts.append("".join(output.get("data", {}).get("text/plain", "")))
-    return "\n".join(parts)
 
 
 def time_line(notebook: dict) -> str:
