@@ -18,7 +18,7 @@ digits. Each run is then read three ways, and each answer is one of: a digit, "u
 Prints one row per (non-digits per batch, detector, seed) and the mean of each setting: MNIST test accuracy, median
 seconds per epoch, the non-digits answered "not a digit" (and those answered anything but a digit: "not a digit" or
 "unsure"), and the real digits read right. `--save FILE` writes every image's scores and answers as JSON, for the
-trade-off curve (`notebooks/09_not_a_digit.ipynb` draws the same). `--digit-like FILE` names the non-digits that are
+trade-off curve (`notebooks/10_not_a_digit.ipynb` draws the same). `--digit-like FILE` names the non-digits that are
 drawn exactly like a digit (one file name a line; `benchmarks/digit_like_dev.txt` lists those of the development
 set, judged by eye) and adds a column: the non-digits refused among the others, which a detector can refuse without
 refusing what a person would read as a digit.
