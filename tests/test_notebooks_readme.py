@@ -349,6 +349,8 @@ SETTINGS: dict[str, dict[str, str]] = {
                                      "2.3": "ln 10, the loss of a uniform guess over ten digits",
                                      "2.4": "the square root of 6, by which PyTorch's default init shrinks a layer"},
     "04_tensorboard": {"30": "OneCycleLR's warm-up: the first 30% of the steps (its pct_start)"},
+    "07_augmentation": {"30": "the share of training images thickened (Config.thicken)",
+                        "20": "the share thinned (Config.thin)"},
     "03_adam_vs_sgd": {"0.05": "SGD's peak learning rate", "0.01": "the ends of the usual ranges of rates",
                        "0.1": "the end of SGD's usual range of rates"},
 }
