@@ -351,6 +351,9 @@ SETTINGS: dict[str, dict[str, str]] = {
     "04_tensorboard": {"30": "OneCycleLR's warm-up: the first 30% of the steps (its pct_start)"},
     "07_augmentation": {"30": "the share of training images thickened (Config.thicken)",
                         "20": "the share thinned (Config.thin)"},
+    "08_lr_range_test_and_1cycle": {"30": "OneCycleLR's warm-up: the first 30% of the steps (its pct_start)",
+                                    "0.95": "the top of the beta1 cycle OneCycleLR runs for Adam",
+                                    "0.85": "the bottom of that cycle"},
     "03_adam_vs_sgd": {"0.05": "SGD's peak learning rate", "0.01": "the ends of the usual ranges of rates",
                        "0.1": "the end of SGD's usual range of rates"},
 }

@@ -1,4 +1,4 @@
-"""Answering "not a digit": how a model trained on digits learns to refuse what is not one. Notebook 09 teaches it.
+"""Answering "not a digit": how a model trained on digits learns to refuse what is not one. Notebook 10 teaches it.
 
     rule.py        the `Refusal`: the familiarity and evidence scores, their thresholds fitted on validation,
                    and the one rule every reader asks (`refuses`)
