@@ -353,7 +353,8 @@ SETTINGS: dict[str, dict[str, str]] = {
                         "20": "the share thinned (Config.thin)"},
     "08_lr_range_test_and_1cycle": {"30": "OneCycleLR's warm-up: the first 30% of the steps (its pct_start)",
                                     "0.95": "the top of the beta1 cycle OneCycleLR runs for Adam",
-                                    "0.85": "the bottom of that cycle"},
+                                    "0.85": "the bottom of that cycle",
+                                    "90": "'90% sure', the phrase notebook 09 examines, in the Next: line"},
     "03_adam_vs_sgd": {"0.05": "SGD's peak learning rate", "0.01": "the ends of the usual ranges of rates",
                        "0.1": "the end of SGD's usual range of rates"},
 }
