@@ -40,15 +40,18 @@ playwright_api.expect.set_options(timeout=30_000)
 
 @pytest.fixture
 def lab_root(tmp_path, mnist_checkpoint) -> Path:
-    """A throwaway copy of the your-own-digits notebook with a trained run in ../runs, where the notebook looks."""
+    """A throwaway copy of the your-own-digits notebook whose model is a trained run copied into ../runs."""
     root = tmp_path / "lab"
     (root / "notebooks").mkdir(parents=True)
-    # The notebook's cells up to the one that loads the model, then its pad: the lesson between them writes and
-    # reads hundreds of image files, which the pad need not wait for.
+    # The notebook's cells up to the one that makes its model, then its pad: the lesson between them writes and
+    # reads hundreds of image files, which the pad need not wait for. The model cell loads the test's trained run
+    # instead of training one, so the page waits for the pad, not for a training.
     notebook = json.loads((ROOT / "notebooks" / NOTEBOOK).read_text(encoding="utf-8"))
-    sources = ["".join(cell["source"]) for cell in notebook["cells"]]
+    sources = ["".join(cell["source"]) if cell["cell_type"] == "code" else "" for cell in notebook["cells"]]
     model = next(i for i, source in enumerate(sources) if "load_model(" in source)
     pad = next(i for i, source in enumerate(sources) if "DigitPad(" in source and i > model)
+    run = mnist_checkpoint.parents[1].name
+    notebook["cells"][model]["source"] = [f"predictor = load_model('../runs/{run}/checkpoints/best.pt')\n"]
     notebook["cells"] = notebook["cells"][:model + 1] + [notebook["cells"][pad]]
     (root / "notebooks" / NOTEBOOK).write_text(json.dumps(notebook), encoding="utf-8")
     shutil.copytree(mnist_checkpoint.parents[1], root / "runs" / mnist_checkpoint.parents[1].name)
