@@ -1,7 +1,7 @@
 """What the notebooks share: their settings (quick or full mode, where the data and their runs live, the
-machine they run on), a config without augmentation, the bookkeeping of experiments repeated over seeds
-(per-epoch arrays, the first epoch that reaches a target, a summary table), the confusion matrix, and
-the package's own source shown with its line numbers.
+machine they run on), a config without augmentation, a smaller training set for `fit`, the bookkeeping of
+experiments repeated over seeds (per-epoch arrays, the first epoch that reaches a target, a summary table), the
+confusion matrix, and the package's own source shown with its line numbers.
 
 The notebooks call `lenet.train.fit` themselves and hand its results to these functions. A result is what
 `fit` returns (the contents of metrics.json): a dict with `history`, one record per epoch, and
@@ -22,7 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from lenet.callbacks import Callback, RunState
 from lenet.config import Config
+from lenet.errors import LenetError
 from lenet.runs import NOTEBOOK_RUNS, RUNS_DIR
 
 QUICK_VARIABLE = "LENET_QUICK"  # LENET_QUICK=1 shrinks the training in every notebook (CI, nbval)
@@ -99,6 +101,26 @@ def without_augmentation(config: Config) -> Config:
     off = {field.name: type(getattr(config, field.name))(0) for field in dataclasses.fields(config)
            if field.metadata.get("help", "").startswith("augment")}
     return dataclasses.replace(config, scribbles=0, **off)
+
+
+class SmallerTrainingSet(Callback):
+    """Makes `fit` train on only the first `images` images of its training split; validation and test stay whole.
+
+    Few images and many epochs make a model overfit clearly (notebook 05). The run's config.json does not record
+    the cut, so name the run after it.
+    """
+
+    def __init__(self, images: int) -> None:
+        self.images = images
+
+    def on_train_start(self, state: RunState) -> None:
+        train = state.splits.train
+        if not 0 < self.images <= len(train.labels):
+            raise LenetError(f"SmallerTrainingSet needs between 1 and {len(train.labels):,} images (the training "
+                             f"split), got {self.images:,}.")
+        # fit reads state.splits.train every epoch, so the cut holds for the whole run.
+        state.splits.train = dataclasses.replace(train, images=train.images[:self.images],
+                                                 labels=train.labels[:self.images])
 
 
 def per_epoch(results: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -197,8 +219,9 @@ def train_briefly(config: Config, images: int = 25_600) -> dict[str, float]:
     """Train `config` on its first `images` training images, once, and validate: seconds instead of minutes.
 
     The same model, optimizer, schedule (one cycle over these steps), augmentation and loop as `fit`
-    (`lenet.train.build_run` and `train_one_epoch`), without the drawn non-digits, a run folder, checkpoints or logs. Returns the
-    training loss and accuracy over the pass, the validation loss and accuracy after it, and the steps taken.
+    (`lenet.train.build_run` and `train_one_epoch`), without the drawn non-digits, a run folder, checkpoints or
+    logs. Returns the training loss and accuracy over the pass, the validation loss and accuracy after it, and the
+    steps taken.
     """
     from lenet.train import build_run, build_scheduler, evaluate, train_one_epoch
 
